@@ -1,0 +1,712 @@
+//! The log: a directory of segments, one of them active. Appends, group
+//! commit, reads, time lookups, rolling, retention and recovery on open.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::Offset;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{FsyncPolicy, LogConfig};
+use crate::error::{IoContext, LogError, Result};
+use crate::format::{Batch, LimitError, Limits, Record, encode_batch};
+use crate::report::{RecoveryReport, RetentionReport, SegmentInfo};
+use crate::segment::{
+    NO_TIMESTAMP, Segment, Window, corrupt, parse_segment_name, remove_index_files, segment_path,
+};
+
+/// Largest read window; a read of more bytes reads in several windows.
+const READ_WINDOW_BYTES_MAX: usize = 16 * 1024 * 1024;
+const READ_WINDOW_BYTES_MIN: usize = 64 * 1024;
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendReceipt {
+    /// Offset of the first record.
+    pub base_offset: Offset,
+    /// Offset of the last record.
+    pub last_offset: Offset,
+    /// The append time stamped on every record of the batch.
+    pub timestamp_ms: i64,
+}
+
+/// A durable, segmented, append-only log in one directory.
+///
+/// All methods take `&self`; share a `Log` between threads with `Arc` (or
+/// scoped threads). Concurrent appends under [`FsyncPolicy::Always`] share
+/// fsyncs.
+#[derive(Debug)]
+pub struct Log {
+    shared: Arc<Shared>,
+    flusher: Option<JoinHandle<()>>,
+    recovery: RecoveryReport,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    /// Records below this offset may be read: written (and under `always`, fsynced).
+    visible_next: AtomicU64,
+    poison: Mutex<Option<String>>,
+    stop: Mutex<bool>,
+    stopped: Condvar,
+    _dir_lock: File,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Sorted by base offset; never empty; the last one is active.
+    segments: Vec<Arc<Segment>>,
+    /// Offset the next record gets (everything below is written to the file).
+    next_offset: u64,
+    /// Timestamp of the last record; append times never go below it.
+    last_ts: i64,
+}
+
+impl State {
+    fn active(&self) -> &Arc<Segment> {
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
+    }
+}
+
+#[derive(Debug)]
+struct SyncState {
+    /// Every record below this offset is on stable storage.
+    durable_next: u64,
+    /// An appender is running an fsync on behalf of the others.
+    leader: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves plain data behind; carry on.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, using the system clock.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        Log::open_with_clock(dir, config, Arc::new(SystemClock))
+    }
+
+    /// Opens (creating if needed) the log in `dir`, reading time from `clock`.
+    ///
+    /// Recovery happens here: a torn or corrupt tail is cut off, damaged
+    /// indexes are rebuilt, and what was done is in [`Log::recovery`].
+    pub fn open_with_clock(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).ctx(|| format!("create log directory {}", dir.display()))?;
+        let lock_path = dir.join("LOCK");
+        let dir_lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("open {}", lock_path.display()))?;
+        match dir_lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: dir }),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(LogError::io(format!("lock {}", lock_path.display()), e));
+            }
+        }
+
+        let (segments, recovery) = recover_segments(&dir, &config)?;
+        let active = segments.last().expect("recovery leaves a segment");
+        let next_offset = active.next_offset();
+        let last_ts = segments
+            .iter()
+            .rev()
+            .map(|s| s.last_ts())
+            .find(|&t| t != NO_TIMESTAMP)
+            .unwrap_or(NO_TIMESTAMP);
+        let shared = Arc::new(Shared {
+            dir,
+            clock,
+            state: Mutex::new(State {
+                segments,
+                next_offset,
+                last_ts,
+            }),
+            sync: Mutex::new(SyncState {
+                durable_next: next_offset,
+                leader: false,
+            }),
+            synced: Condvar::new(),
+            visible_next: AtomicU64::new(next_offset),
+            poison: Mutex::new(None),
+            stop: Mutex::new(false),
+            stopped: Condvar::new(),
+            _dir_lock: dir_lock,
+            config,
+        });
+        let flusher = match shared.config.fsync_interval() {
+            Some(period) => {
+                let s = Arc::clone(&shared);
+                Some(
+                    std::thread::Builder::new()
+                        .name("eddy-log-fsync".into())
+                        .spawn(move || s.run_flusher(period))
+                        .ctx(|| "spawn the interval fsync thread".into())?,
+                )
+            }
+            None => None,
+        };
+        Ok(Log {
+            shared,
+            flusher,
+            recovery,
+        })
+    }
+
+    /// What opening the log found and repaired.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The directory holding the log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.shared.config
+    }
+
+    /// Appends one record; see [`Log::append_batch`].
+    pub fn append(&self, record: Record) -> Result<AppendReceipt> {
+        self.append_batch(std::slice::from_ref(&record))
+    }
+
+    /// Appends records as one batch with consecutive offsets and one append
+    /// time. Returns once the batch is durable per the [`FsyncPolicy`].
+    pub fn append_batch(&self, records: &[Record]) -> Result<AppendReceipt> {
+        let s = &*self.shared;
+        let cfg = &s.config;
+        let limits = Limits {
+            record_bytes_max: cfg.record_bytes_max,
+            batch_bytes_max: cfg.batch_bytes_max,
+        };
+        let mut batch = encode_batch(records, limits).map_err(|e| match e {
+            LimitError::Empty => LogError::EmptyBatch,
+            LimitError::Record { actual } => LogError::LimitExceeded {
+                what: "record",
+                setting: "record_bytes_max",
+                limit: u64::from(cfg.record_bytes_max),
+                actual,
+            },
+            LimitError::Batch { actual } => LogError::LimitExceeded {
+                what: "batch",
+                setting: "batch_bytes_max",
+                limit: u64::from(cfg.batch_bytes_max),
+                actual,
+            },
+        })?;
+        let len = batch.bytes.len() as u64;
+        let count = u64::from(batch.record_count);
+
+        let receipt = {
+            let mut st = lock(&s.state);
+            s.check_poison()?;
+            let ts = s.clock.now_ms().max(st.last_ts);
+            if s.roll_due(&st, len, count, ts) {
+                s.roll(&mut st)?;
+            }
+            let base = st.next_offset;
+            batch.seal(base, ts);
+            let active = Arc::clone(st.active());
+            if let Err(e) = active.file.write_all_at(&batch.bytes, active.len()) {
+                // Part of the batch may be in the file; a later write would
+                // land after unknown bytes. Refuse to go on.
+                let err = LogError::io(format!("write to {}", active.path.display()), e);
+                s.set_poison(&err);
+                return Err(err);
+            }
+            active.note_append(len, base + count, base, ts, cfg.index_interval_bytes);
+            st.next_offset = base + count;
+            st.last_ts = ts;
+            if cfg.fsync != FsyncPolicy::Always {
+                s.visible_next.store(st.next_offset, Ordering::Release);
+            }
+            AppendReceipt {
+                base_offset: Offset(base),
+                last_offset: Offset(base + count - 1),
+                timestamp_ms: ts,
+            }
+        };
+        if cfg.fsync == FsyncPolicy::Always {
+            s.wait_durable(receipt.last_offset.0 + 1)?;
+        }
+        Ok(receipt)
+    }
+
+    /// Forces everything appended so far to stable storage, whatever the policy.
+    pub fn sync(&self) -> Result<()> {
+        let s = &*self.shared;
+        s.check_poison()?;
+        s.fsync_active().map(|_| ())
+    }
+
+    /// The first offset still held (equal to [`Log::next_offset`] when empty).
+    pub fn first_offset(&self) -> Offset {
+        let st = lock(&self.shared.state);
+        Offset(st.segments[0].base)
+    }
+
+    /// The offset after the last readable record: the offset the next append
+    /// gets, once appends in flight complete.
+    pub fn next_offset(&self) -> Offset {
+        Offset(self.shared.visible_next.load(Ordering::Acquire))
+    }
+
+    /// The last readable offset, if the log holds any record.
+    pub fn last_offset(&self) -> Option<Offset> {
+        let (first, next) = (self.first_offset(), self.next_offset());
+        (next > first).then(|| Offset(next.0 - 1))
+    }
+
+    /// Reads whole batches starting with the one that holds `from`, until
+    /// about `max_bytes` are read (at least one batch is returned if any
+    /// record at or after `from` is readable). The first batch may start
+    /// before `from`; skip its earlier records. Every batch is checked
+    /// (CRC and framing) before it is returned.
+    pub fn read(&self, from: Offset, max_bytes: usize) -> Result<Vec<Batch>> {
+        let s = &*self.shared;
+        let visible = s.visible_next.load(Ordering::Acquire);
+        if from.0 > visible {
+            return Err(LogError::OffsetPastEnd {
+                requested: from,
+                next: Offset(visible),
+            });
+        }
+        let mut out = Vec::new();
+        let mut read_bytes = 0usize;
+        let mut cur = from.0;
+        let window_bytes = max_bytes.clamp(READ_WINDOW_BYTES_MIN, READ_WINDOW_BYTES_MAX);
+        while cur < visible && (out.is_empty() || read_bytes < max_bytes) {
+            let seg = s.segment_for(cur)?;
+            let end = seg.len();
+            let mut pos = seg.position_for_offset(cur);
+            let mut window = Window::default();
+            let before = cur;
+            while pos < end && cur < visible && (out.is_empty() || read_bytes < max_bytes) {
+                let batch = window
+                    .batch_at(
+                        &seg.file,
+                        &seg.path,
+                        pos,
+                        end,
+                        window_bytes,
+                        s.config.batch_bytes_max,
+                    )?
+                    .map_err(|d| corrupt(&seg.path, pos, d))?;
+                let h = *batch.header();
+                pos += h.total_bytes() as u64;
+                if h.next_offset() <= cur {
+                    continue; // before `from`, reached through the sparse index
+                }
+                if h.base_offset > cur {
+                    return Err(LogError::Corrupt {
+                        path: seg.path.clone(),
+                        position: pos - h.total_bytes() as u64,
+                        reason: format!("offset gap: expected {cur}, found {}", h.base_offset),
+                    });
+                }
+                if h.base_offset >= visible {
+                    break;
+                }
+                cur = h.next_offset();
+                read_bytes += h.total_bytes();
+                out.push(batch);
+            }
+            if cur == before {
+                break; // nothing more is readable yet
+            }
+        }
+        Ok(out)
+    }
+
+    /// The offset of the first record stamped at or after `timestamp_ms`,
+    /// or `None` if every readable record is older.
+    pub fn offset_for_timestamp(&self, timestamp_ms: i64) -> Result<Option<Offset>> {
+        let s = &*self.shared;
+        let visible = s.visible_next.load(Ordering::Acquire);
+        let segments: Vec<Arc<Segment>> = lock(&s.state).segments.clone();
+        for seg in segments {
+            if seg.is_empty() || seg.last_ts() < timestamp_ms || seg.base >= visible {
+                continue;
+            }
+            let end = seg.len();
+            let mut pos = seg.position_for_time(timestamp_ms);
+            let mut window = Window::default();
+            while pos < end {
+                let batch = window
+                    .batch_at(
+                        &seg.file,
+                        &seg.path,
+                        pos,
+                        end,
+                        READ_WINDOW_BYTES_MIN,
+                        s.config.batch_bytes_max,
+                    )?
+                    .map_err(|d| corrupt(&seg.path, pos, d))?;
+                let h = *batch.header();
+                if h.base_offset >= visible {
+                    return Ok(None);
+                }
+                if h.last_timestamp_ms >= timestamp_ms {
+                    let hit = batch.records().find(|r| r.timestamp_ms >= timestamp_ms);
+                    return Ok(hit.map(|r| r.offset).filter(|o| o.0 < visible));
+                }
+                pos += h.total_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let st = lock(&self.shared.state);
+        let n = st.segments.len();
+        st.segments
+            .iter()
+            .enumerate()
+            .map(|(i, seg)| {
+                let ts = |t: i64| (t != NO_TIMESTAMP).then_some(t);
+                SegmentInfo {
+                    base_offset: Offset(seg.base),
+                    next_offset: Offset(seg.next_offset()),
+                    size_bytes: seg.len(),
+                    first_timestamp_ms: ts(seg.first_ts()),
+                    last_timestamp_ms: ts(seg.last_ts()),
+                    active: i + 1 == n,
+                }
+            })
+            .collect()
+    }
+
+    /// Deletes whole segments from the head as the retention policy says,
+    /// using the injected clock for age. The active segment is rolled and
+    /// deleted only when all of it is older than `age_max_ms`.
+    pub fn apply_retention(&self) -> Result<RetentionReport> {
+        let s = &*self.shared;
+        let policy = s.config.retention;
+        let mut report = RetentionReport::default();
+        let mut st = lock(&s.state);
+        let now = s.clock.now_ms();
+        let expired = |seg: &Segment| {
+            policy.age_max_ms.is_some_and(|age| {
+                !seg.is_empty()
+                    && seg
+                        .last_ts()
+                        .saturating_add(i64::try_from(age).unwrap_or(i64::MAX))
+                        <= now
+            })
+        };
+        loop {
+            if st.segments.len() == 1 {
+                if expired(st.active()) {
+                    s.check_poison()?;
+                    s.roll(&mut st)?;
+                    continue;
+                }
+                break;
+            }
+            let head = Arc::clone(&st.segments[0]);
+            let total_bytes: u64 = st.segments.iter().map(|seg| seg.len()).sum();
+            let total_records = st.next_offset - head.base;
+            let over_bytes = policy.bytes_max.is_some_and(|max| total_bytes > max);
+            let over_records = policy.records_max.is_some_and(|max| total_records > max);
+            if !(expired(&head) || over_bytes || over_records) {
+                break;
+            }
+            head.delete_files()
+                .ctx(|| format!("delete segment {}", head.path.display()))?;
+            st.segments.remove(0);
+            report.segments_deleted.push(Offset(head.base));
+            report.records_deleted += head.next_offset() - head.base;
+            report.bytes_deleted += head.len();
+        }
+        if !report.segments_deleted.is_empty() && s.config.fsync != FsyncPolicy::Never {
+            sync_dir(&s.dir)?;
+        }
+        report.first_offset = Offset(st.segments[0].base);
+        Ok(report)
+    }
+
+    /// Closes the log: stops the interval thread and fsyncs what was appended.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_flusher();
+        let s = &*self.shared;
+        s.check_poison()?;
+        s.fsync_active().map(|_| ())
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(handle) = self.flusher.take() {
+            *lock(&self.shared.stop) = true;
+            self.shared.stopped.notify_all();
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.stop_flusher();
+        let s = &*self.shared;
+        if s.check_poison().is_ok() {
+            let _ = s.fsync_active();
+        }
+    }
+}
+
+impl Shared {
+    fn check_poison(&self) -> Result<()> {
+        match &*lock(&self.poison) {
+            Some(cause) => Err(LogError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn set_poison(&self, err: &LogError) {
+        lock(&self.poison).get_or_insert_with(|| err.to_string());
+    }
+
+    fn roll_due(&self, st: &State, batch_len: u64, count: u64, ts: i64) -> bool {
+        let active = st.active();
+        if active.is_empty() {
+            return false;
+        }
+        let cfg = &self.config;
+        active.len() + batch_len > cfg.segment_bytes_max
+            || st.next_offset + count - active.base > u64::from(u32::MAX)
+            || cfg.segment_age_max_ms.is_some_and(|age| {
+                active
+                    .first_ts()
+                    .saturating_add(i64::try_from(age).unwrap_or(i64::MAX))
+                    <= ts
+            })
+    }
+
+    /// Seals the active segment and starts a new one at the next offset.
+    /// Under `always` and `interval` the sealed segment and the new file are
+    /// fsynced first, so only the active segment can hold unsynced data.
+    fn roll(&self, st: &mut State) -> Result<()> {
+        let fsync = self.config.fsync != FsyncPolicy::Never;
+        let old = Arc::clone(st.active());
+        if fsync {
+            if let Err(e) = old.file.sync_data() {
+                let err = LogError::io(format!("fsync {}", old.path.display()), e);
+                self.set_poison(&err);
+                return Err(err);
+            }
+        }
+        // Index files are derived and checked on open; if writing them
+        // fails, open rebuilds them, so the roll goes on.
+        let _ = old.write_index_files();
+        let new = Segment::create(&self.dir, st.next_offset, fsync)?;
+        if fsync {
+            sync_dir(&self.dir)?;
+        }
+        st.segments.push(Arc::new(new));
+        if fsync {
+            self.mark_durable(st.next_offset);
+        }
+        Ok(())
+    }
+
+    /// The segment that holds `offset` (or would hold it next).
+    fn segment_for(&self, offset: u64) -> Result<Arc<Segment>> {
+        let st = lock(&self.state);
+        let first = st.segments[0].base;
+        if offset < first {
+            return Err(LogError::OffsetBeforeStart {
+                requested: Offset(offset),
+                first: Offset(first),
+            });
+        }
+        let i = st.segments.partition_point(|seg| seg.base <= offset) - 1;
+        Ok(Arc::clone(&st.segments[i]))
+    }
+
+    /// fsyncs the active segment; returns the offset below which all is durable.
+    fn fsync_active(&self) -> Result<u64> {
+        let (active, target) = {
+            let st = lock(&self.state);
+            (Arc::clone(st.active()), st.next_offset)
+        };
+        // Older segments were fsynced when sealed (or, under `never`, are
+        // not promised); the active one holds everything below `target`.
+        if let Err(e) = active.file.sync_data() {
+            let err = LogError::io(format!("fsync {}", active.path.display()), e);
+            self.set_poison(&err);
+            self.synced.notify_all();
+            return Err(err);
+        }
+        self.mark_durable(target);
+        Ok(target)
+    }
+
+    fn mark_durable(&self, target: u64) {
+        let mut sync = lock(&self.sync);
+        if target > sync.durable_next {
+            sync.durable_next = target;
+            if self.config.fsync == FsyncPolicy::Always {
+                self.visible_next.fetch_max(target, Ordering::AcqRel);
+            }
+        }
+        drop(sync);
+        self.synced.notify_all();
+    }
+
+    /// Group commit: returns once every record below `end` is durable. One
+    /// waiter at a time becomes the leader and fsyncs for all; the others
+    /// wait for it, and the fsync after it covers everything written while
+    /// it ran.
+    fn wait_durable(&self, end: u64) -> Result<()> {
+        let mut sync = lock(&self.sync);
+        loop {
+            if sync.durable_next >= end {
+                return Ok(());
+            }
+            self.check_poison()?;
+            if sync.leader {
+                sync = self.synced.wait(sync).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            sync.leader = true;
+            drop(sync);
+            let result = self.fsync_active();
+            sync = lock(&self.sync);
+            sync.leader = false;
+            self.synced.notify_all();
+            result?;
+        }
+    }
+
+    fn run_flusher(&self, period: std::time::Duration) {
+        let mut stop = lock(&self.stop);
+        loop {
+            stop = self
+                .stopped
+                .wait_timeout(stop, period)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            if *stop {
+                return;
+            }
+            let behind = lock(&self.sync).durable_next < lock(&self.state).next_offset;
+            if behind && self.fsync_active().is_err() {
+                return; // poisoned: appends now fail
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(|| format!("fsync directory {}", dir.display()))
+}
+
+/// Opens every segment in `dir`, repairing as needed.
+fn recover_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Arc<Segment>>, RecoveryReport)> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in fs::read_dir(dir).ctx(|| format!("list {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("list {}", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(base) = parse_segment_name(name, "log") {
+            bases.push(base);
+        } else if let Some(base) =
+            parse_segment_name(name, "index").or_else(|| parse_segment_name(name, "timeindex"))
+        {
+            index_files.push(base);
+        }
+    }
+    bases.sort_unstable();
+    // Index files whose segment is gone (a crash during retention).
+    for base in index_files {
+        if bases.binary_search(&base).is_err() {
+            remove_index_files(&segment_path(dir, base, "log"))
+                .ctx(|| format!("remove orphaned index of {base}"))?;
+        }
+    }
+
+    let mut report = RecoveryReport::default();
+    let mut segments: Vec<Arc<Segment>> = Vec::new();
+    let mut end_at = bases.len();
+    for (i, &base) in bases.iter().enumerate() {
+        if let Some(prev) = segments.last() {
+            if prev.next_offset() != base {
+                end_at = i; // a gap or overlap: the log ends before this segment
+                break;
+            }
+        }
+        let active = i + 1 == bases.len();
+        let recovered = Segment::recover(
+            dir,
+            base,
+            active,
+            config.index_interval_bytes,
+            config.batch_bytes_max,
+            &mut report,
+        )?;
+        let Some(seg) = recovered else {
+            end_at = i;
+            break;
+        };
+        let cut = report
+            .truncations
+            .last()
+            .is_some_and(|t| t.path == seg.path);
+        segments.push(Arc::new(seg));
+        if cut && !active {
+            end_at = i + 1;
+            break;
+        }
+    }
+    for &base in &bases[end_at..] {
+        let path = segment_path(dir, base, "log");
+        fs::remove_file(&path).ctx(|| format!("remove {}", path.display()))?;
+        remove_index_files(&path).ctx(|| format!("remove index of {}", path.display()))?;
+        report.segments_removed.push(path);
+    }
+    match segments.last() {
+        Some(active) => {
+            // The active segment's index lives in memory until it is sealed.
+            remove_index_files(&active.path)
+                .ctx(|| format!("remove index of {}", active.path.display()))?;
+        }
+        None => {
+            let base = bases.first().copied().unwrap_or(0);
+            segments.push(Arc::new(Segment::create(dir, base, true)?));
+        }
+    }
+    if !report.segments_removed.is_empty() || segments.len() != bases.len() {
+        sync_dir(dir)?;
+    }
+    report.segments = segments.len();
+    report.first_offset = Offset(segments[0].base);
+    report.next_offset = Offset(segments.last().map_or(0, |s| s.next_offset()));
+    Ok((segments, report))
+}
