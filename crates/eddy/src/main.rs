@@ -1,1 +1,23 @@
-fn main() {}
+//! `eddy`: the command-line interface of Eddy.
+//!
+//! Commands are laid out by resource, then verb (`eddy log append`,
+//! `eddy bench log`); each resource lives in its own module under [`cli`].
+
+mod cli;
+mod utc;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole chain of context: "open the log in x: …".
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{LogError, Result};
-use crate::format::{BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::format::{BATCH_BYTES_LIMIT, BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 
 /// When appended data is forced to stable storage with fsync.
 ///
@@ -114,7 +114,8 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// Largest encoded record (key, headers, value and framing).
     pub record_bytes_max: u32,
-    /// Largest encoded batch, header included.
+    /// Largest encoded batch, header included. A batch must also fit in an
+    /// empty segment (`segment_bytes_max`).
     pub batch_bytes_max: u32,
     /// What [`crate::Log::apply_retention`] deletes.
     pub retention: RetentionPolicy,
@@ -155,12 +156,12 @@ impl LogConfig {
                 format!("{} is too small to hold a record", self.batch_bytes_max),
             );
         }
-        if u64::from(self.batch_bytes_max) > self.segment_bytes_max - SEGMENT_HEADER_BYTES as u64 {
+        if self.batch_bytes_max > BATCH_BYTES_LIMIT {
             return invalid(
                 "batch_bytes_max",
                 format!(
-                    "{} does not fit in a segment (`segment_bytes_max` = {})",
-                    self.batch_bytes_max, self.segment_bytes_max
+                    "{} exceeds the format's limit of {BATCH_BYTES_LIMIT}",
+                    self.batch_bytes_max
                 ),
             );
         }

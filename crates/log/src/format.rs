@@ -40,6 +40,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const SEGMENT_HEADER_BYTES: usize = 24;
 /// Bytes of a batch header.
 pub const BATCH_HEADER_BYTES: usize = 40;
+/// The largest batch the format allows. Reads bound a batch's length field
+/// by this (not by the configured `batch_bytes_max`), so lowering that
+/// setting never makes stored data unreadable.
+pub const BATCH_BYTES_LIMIT: u32 = 256 * 1024 * 1024;
 const BATCH_VERSION: u8 = 1;
 /// Bytes covered by neither the length field nor the CRC field.
 const LENGTH_FIELD_BYTES: usize = 4;
@@ -310,9 +314,9 @@ fn record_body_len(r: &Record) -> usize {
 }
 
 /// Reads the fixed header of the batch at the start of `bytes` and checks
-/// the fields that can be checked without the body. `batch_bytes_max`
+/// the fields that can be checked without the body. [`BATCH_BYTES_LIMIT`]
 /// bounds the length field so a damaged length cannot make us read gigabytes.
-pub fn peek_batch_header(bytes: &[u8], batch_bytes_max: u32) -> Result<BatchHeader, BatchDefect> {
+pub fn peek_batch_header(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
     if bytes.len() < LENGTH_FIELD_BYTES {
         return Err(BatchDefect::Torn);
     }
@@ -323,9 +327,9 @@ pub fn peek_batch_header(bytes: &[u8], batch_bytes_max: u32) -> Result<BatchHead
             "batch length {length} is too small"
         )));
     }
-    if total > u64::from(batch_bytes_max) {
+    if total > u64::from(BATCH_BYTES_LIMIT) {
         return Err(BatchDefect::Corrupt(format!(
-            "batch length {length} exceeds `batch_bytes_max` = {batch_bytes_max}"
+            "batch length {length} exceeds the format's limit of {BATCH_BYTES_LIMIT}"
         )));
     }
     if bytes.len() < BATCH_HEADER_BYTES {
@@ -352,8 +356,8 @@ pub struct Batch {
 impl Batch {
     /// Checks the batch at the start of `data` (which may hold more bytes
     /// after it) and returns it with its size on disk.
-    pub fn decode(data: &Bytes, batch_bytes_max: u32) -> Result<Batch, BatchDefect> {
-        let header = peek_batch_header(data, batch_bytes_max)?;
+    pub fn decode(data: &Bytes) -> Result<Batch, BatchDefect> {
+        let header = peek_batch_header(data)?;
         let total = header.total_bytes();
         if data.len() < total {
             return Err(BatchDefect::Torn);
@@ -636,7 +640,7 @@ mod tests {
         let mut enc = encode_batch(&sample(), LIMITS).unwrap();
         enc.seal(42, 1_700_000_000_000);
         let bytes = Bytes::from(enc.bytes);
-        let batch = Batch::decode(&bytes, LIMITS.batch_bytes_max).unwrap();
+        let batch = Batch::decode(&bytes).unwrap();
         assert_eq!(batch.base_offset(), Offset(42));
         assert_eq!(batch.next_offset(), Offset(45));
         let got: Vec<_> = batch.records().collect();
@@ -658,7 +662,7 @@ mod tests {
         for i in 0..enc.bytes.len() {
             let mut b = enc.bytes.clone();
             b[i] ^= 0x5a;
-            let r = Batch::decode(&Bytes::from(b), LIMITS.batch_bytes_max);
+            let r = Batch::decode(&Bytes::from(b));
             assert!(r.is_err(), "flip at byte {i} accepted");
         }
     }
@@ -670,10 +674,7 @@ mod tests {
         enc.seal(0, 0);
         for cut in 0..enc.bytes.len() {
             let b = Bytes::copy_from_slice(&enc.bytes[..cut]);
-            assert!(
-                Batch::decode(&b, LIMITS.batch_bytes_max).is_err(),
-                "cut at {cut}"
-            );
+            assert!(Batch::decode(&b).is_err(), "cut at {cut}");
         }
     }
 

@@ -97,7 +97,9 @@ impl SegmentIndex {
         first_position: u32,
         segment_len: u64,
     ) -> Result<SegmentIndex, String> {
-        if offsets.len() % OFFSET_ENTRY_BYTES != 0 || times.len() % TIME_ENTRY_BYTES != 0 {
+        if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
+            || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
+        {
             return Err("index file length is not a whole number of entries".into());
         }
         let n = offsets.len() / OFFSET_ENTRY_BYTES;

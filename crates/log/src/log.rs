@@ -12,7 +12,7 @@ use crate::Offset;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{IoContext, LogError, Result};
-use crate::format::{Batch, LimitError, Limits, Record, encode_batch};
+use crate::format::{Batch, LimitError, Limits, Record, SEGMENT_HEADER_BYTES, encode_batch};
 use crate::report::{RecoveryReport, RetentionReport, SegmentInfo};
 use crate::segment::{
     NO_TIMESTAMP, Segment, Window, corrupt, parse_segment_name, remove_index_files, segment_path,
@@ -43,6 +43,8 @@ pub struct Log {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
     recovery: RecoveryReport,
+    /// `close` ran (and fsynced); drop has nothing left to do.
+    closed: bool,
 }
 
 #[derive(Debug)]
@@ -69,6 +71,9 @@ struct State {
     next_offset: u64,
     /// Timestamp of the last record; append times never go below it.
     last_ts: i64,
+    /// Under `never`: sealed segments not fsynced since they were sealed
+    /// (their files and the directory entry), for `sync` and `close`.
+    unsynced_sealed: Vec<Arc<Segment>>,
 }
 
 impl State {
@@ -141,6 +146,7 @@ impl Log {
                 segments,
                 next_offset,
                 last_ts,
+                unsynced_sealed: Vec::new(),
             }),
             sync: Mutex::new(SyncState {
                 durable_next: next_offset,
@@ -170,6 +176,7 @@ impl Log {
             shared,
             flusher,
             recovery,
+            closed: false,
         })
     }
 
@@ -219,6 +226,15 @@ impl Log {
         })?;
         let len = batch.bytes.len() as u64;
         let count = u64::from(batch.record_count);
+        let room = cfg.segment_bytes_max - SEGMENT_HEADER_BYTES as u64;
+        if len > room {
+            return Err(LogError::LimitExceeded {
+                what: "batch",
+                setting: "segment_bytes_max",
+                limit: cfg.segment_bytes_max,
+                actual: len + SEGMENT_HEADER_BYTES as u64,
+            });
+        }
 
         let receipt = {
             let mut st = lock(&s.state);
@@ -306,14 +322,7 @@ impl Log {
             let before = cur;
             while pos < end && cur < visible && (out.is_empty() || read_bytes < max_bytes) {
                 let batch = window
-                    .batch_at(
-                        &seg.file,
-                        &seg.path,
-                        pos,
-                        end,
-                        window_bytes,
-                        s.config.batch_bytes_max,
-                    )?
+                    .batch_at(&seg.file, &seg.path, pos, end, window_bytes)?
                     .map_err(|d| corrupt(&seg.path, pos, d))?;
                 let h = *batch.header();
                 pos += h.total_bytes() as u64;
@@ -356,14 +365,7 @@ impl Log {
             let mut window = Window::default();
             while pos < end {
                 let batch = window
-                    .batch_at(
-                        &seg.file,
-                        &seg.path,
-                        pos,
-                        end,
-                        READ_WINDOW_BYTES_MIN,
-                        s.config.batch_bytes_max,
-                    )?
+                    .batch_at(&seg.file, &seg.path, pos, end, READ_WINDOW_BYTES_MIN)?
                     .map_err(|d| corrupt(&seg.path, pos, d))?;
                 let h = *batch.header();
                 if h.base_offset >= visible {
@@ -438,6 +440,7 @@ impl Log {
             head.delete_files()
                 .ctx(|| format!("delete segment {}", head.path.display()))?;
             st.segments.remove(0);
+            st.unsynced_sealed.retain(|seg| !Arc::ptr_eq(seg, &head));
             report.segments_deleted.push(Offset(head.base));
             report.records_deleted += head.next_offset() - head.base;
             report.bytes_deleted += head.len();
@@ -452,6 +455,7 @@ impl Log {
     /// Closes the log: stops the interval thread and fsyncs what was appended.
     pub fn close(mut self) -> Result<()> {
         self.stop_flusher();
+        self.closed = true;
         let s = &*self.shared;
         s.check_poison()?;
         s.fsync_active().map(|_| ())
@@ -470,7 +474,7 @@ impl Drop for Log {
     fn drop(&mut self) {
         self.stop_flusher();
         let s = &*self.shared;
-        if s.check_poison().is_ok() {
+        if !self.closed && s.check_poison().is_ok() {
             let _ = s.fsync_active();
         }
     }
@@ -512,12 +516,10 @@ impl Shared {
     fn roll(&self, st: &mut State) -> Result<()> {
         let fsync = self.config.fsync != FsyncPolicy::Never;
         let old = Arc::clone(st.active());
-        if fsync {
-            if let Err(e) = old.file.sync_data() {
-                let err = LogError::io(format!("fsync {}", old.path.display()), e);
-                self.set_poison(&err);
-                return Err(err);
-            }
+        if fsync && let Err(e) = old.file.sync_data() {
+            let err = LogError::io(format!("fsync {}", old.path.display()), e);
+            self.set_poison(&err);
+            return Err(err);
         }
         // Index files are derived and checked on open; if writing them
         // fails, open rebuilds them, so the roll goes on.
@@ -529,6 +531,8 @@ impl Shared {
         st.segments.push(Arc::new(new));
         if fsync {
             self.mark_durable(st.next_offset);
+        } else {
+            st.unsynced_sealed.push(old);
         }
         Ok(())
     }
@@ -548,19 +552,36 @@ impl Shared {
     }
 
     /// fsyncs the active segment; returns the offset below which all is durable.
+    /// Under `always` and `interval` that is the active segment alone (older
+    /// ones were fsynced when sealed); under `never` it also covers the
+    /// segments sealed since the last call, and the directory.
     fn fsync_active(&self) -> Result<u64> {
-        let (active, target) = {
+        let (active, target, sealed) = {
             let st = lock(&self.state);
-            (Arc::clone(st.active()), st.next_offset)
+            (
+                Arc::clone(st.active()),
+                st.next_offset,
+                st.unsynced_sealed.clone(),
+            )
         };
-        // Older segments were fsynced when sealed (or, under `never`, are
-        // not promised); the active one holds everything below `target`.
-        if let Err(e) = active.file.sync_data() {
-            let err = LogError::io(format!("fsync {}", active.path.display()), e);
+        let fail = |path: &Path, e: std::io::Error| {
+            let err = LogError::io(format!("fsync {}", path.display()), e);
             self.set_poison(&err);
             self.synced.notify_all();
-            return Err(err);
+            err
+        };
+        for seg in &sealed {
+            seg.file.sync_data().map_err(|e| fail(&seg.path, e))?;
         }
+        if !sealed.is_empty() {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail(&self.dir, e))?;
+            lock(&self.state)
+                .unsynced_sealed
+                .retain(|s| !sealed.iter().any(|done| Arc::ptr_eq(done, s)));
+        }
+        active.file.sync_data().map_err(|e| fail(&active.path, e))?;
         self.mark_durable(target);
         Ok(target)
     }
@@ -613,8 +634,10 @@ impl Shared {
             if *stop {
                 return;
             }
-            let behind = lock(&self.sync).durable_next < lock(&self.state).next_offset;
-            if behind && self.fsync_active().is_err() {
+            // One lock at a time: the lock order elsewhere is state, then sync.
+            let written = lock(&self.state).next_offset;
+            let durable = lock(&self.sync).durable_next;
+            if durable < written && self.fsync_active().is_err() {
                 return; // poisoned: appends now fail
             }
         }
@@ -656,21 +679,15 @@ fn recover_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Arc<Segment>>
     let mut segments: Vec<Arc<Segment>> = Vec::new();
     let mut end_at = bases.len();
     for (i, &base) in bases.iter().enumerate() {
-        if let Some(prev) = segments.last() {
-            if prev.next_offset() != base {
-                end_at = i; // a gap or overlap: the log ends before this segment
-                break;
-            }
+        if let Some(prev) = segments.last()
+            && prev.next_offset() != base
+        {
+            end_at = i; // a gap or overlap: the log ends before this segment
+            break;
         }
         let active = i + 1 == bases.len();
-        let recovered = Segment::recover(
-            dir,
-            base,
-            active,
-            config.index_interval_bytes,
-            config.batch_bytes_max,
-            &mut report,
-        )?;
+        let recovered =
+            Segment::recover(dir, base, active, config.index_interval_bytes, &mut report)?;
         let Some(seg) = recovered else {
             end_at = i;
             break;

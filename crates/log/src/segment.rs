@@ -193,7 +193,6 @@ impl Segment {
         base: u64,
         active: bool,
         index_interval_bytes: u32,
-        batch_bytes_max: u32,
         report: &mut RecoveryReport,
     ) -> Result<Option<Segment>> {
         let path = segment_path(dir, base, "log");
@@ -241,7 +240,6 @@ impl Segment {
                         last.timestamp_ms,
                         file_len,
                         index_interval_bytes,
-                        batch_bytes_max,
                     )?;
                     if scan.defect.is_none() && scan.end == file_len {
                         seg.finish_scan(&scan);
@@ -260,7 +258,6 @@ impl Segment {
             NO_TIMESTAMP,
             file_len,
             index_interval_bytes,
-            batch_bytes_max,
         )?;
         if let Some((position, reason)) = &scan.defect {
             seg.file
@@ -317,7 +314,6 @@ impl Segment {
         prev_ts: i64,
         end: u64,
         index_interval_bytes: u32,
-        batch_bytes_max: u32,
     ) -> Result<Scan> {
         let mut window = Window::default();
         let mut scan = Scan {
@@ -329,24 +325,18 @@ impl Segment {
         let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
         let mut pos = start;
         while pos < end {
-            let batch = match window.batch_at(
-                &self.file,
-                &self.path,
-                pos,
-                end,
-                SCAN_WINDOW_BYTES,
-                batch_bytes_max,
-            )? {
-                Ok(b) => b,
-                Err(BatchDefect::Torn) => {
-                    scan.defect = Some((pos, "torn batch at the end of the segment".into()));
-                    break;
-                }
-                Err(BatchDefect::Corrupt(why)) => {
-                    scan.defect = Some((pos, why));
-                    break;
-                }
-            };
+            let batch =
+                match window.batch_at(&self.file, &self.path, pos, end, SCAN_WINDOW_BYTES)? {
+                    Ok(b) => b,
+                    Err(BatchDefect::Torn) => {
+                        scan.defect = Some((pos, "torn batch at the end of the segment".into()));
+                        break;
+                    }
+                    Err(BatchDefect::Corrupt(why)) => {
+                        scan.defect = Some((pos, why));
+                        break;
+                    }
+                };
             let h = *batch.header();
             if h.base_offset != scan.next_offset {
                 scan.defect = Some((
@@ -431,7 +421,6 @@ impl Window {
         pos: u64,
         end: u64,
         window_bytes: usize,
-        batch_bytes_max: u32,
     ) -> Result<std::result::Result<Batch, BatchDefect>> {
         let avail = end.saturating_sub(pos);
         let head = (crate::format::BATCH_HEADER_BYTES as u64).min(avail);
@@ -440,7 +429,7 @@ impl Window {
                 .ctx(|| format!("read {}", path.display()))?;
         }
         let off = (pos - self.start) as usize;
-        let header = match crate::format::peek_batch_header(&self.buf[off..], batch_bytes_max) {
+        let header = match crate::format::peek_batch_header(&self.buf[off..]) {
             Ok(h) => h,
             Err(d) => return Ok(Err(d)),
         };
@@ -454,7 +443,7 @@ impl Window {
         }
         let off = (pos - self.start) as usize;
         let data = self.buf.slice(off..off + total as usize);
-        Ok(Batch::decode(&data, batch_bytes_max))
+        Ok(Batch::decode(&data))
     }
 }
 

@@ -1,0 +1,174 @@
+//! `eddy bench log`: the storage engine against the raw disk, in one run.
+//!
+//! 1. The raw baseline: sequential 1 MiB writes and one fsync; a loop of
+//!    4 KiB appends each followed by fdatasync.
+//! 2. Log append throughput for every combination of record size, batch
+//!    size, appender count and fsync policy, each on a fresh log for a
+//!    fixed time.
+//! 3. The time to reopen a clean log of about 1 GiB.
+//!
+//! The results go to stdout as a table, with a PASS/MISS verdict for each
+//! target of the storage engine, and optionally to a markdown file.
+
+mod append;
+mod reopen;
+mod report;
+mod targets;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::Scratch;
+use super::disk::{self, SequentialWrite, SyncWrites};
+use super::machine::{self, Machine};
+use crate::utc;
+
+const MIB: u64 = 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct BenchLogArgs {
+    /// Where to create the scratch directory, removed afterwards. It must be
+    /// on the disk to measure [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Seconds each append workload runs [default: 2; 0.3 with --quick]
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    seconds: Option<f64>,
+    /// MiB written by the raw sequential-write baseline [default: 256; 64
+    /// with --quick]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    baseline_mib: Option<u64>,
+    /// MiB of 1 KiB records in the log whose reopen is timed [default: 1024;
+    /// 64 with --quick]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    reopen_mib: Option<u64>,
+    /// Also write the results as a markdown section to FILE, replacing its
+    /// content
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// A smoke run: 0.3 s per workload, 64 MiB baseline and reopen log.
+    /// Explicit sizes and times still win
+    #[arg(long)]
+    quick: bool,
+}
+
+/// What to measure, after defaults.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    cell_time: Duration,
+    baseline_bytes: u64,
+    reopen_bytes: u64,
+    quick: bool,
+}
+
+impl Plan {
+    fn from_args(args: &BenchLogArgs) -> Plan {
+        let (seconds, baseline_mib, reopen_mib) = if args.quick {
+            (0.3, 64, 64)
+        } else {
+            (2.0, 256, 1024)
+        };
+        Plan {
+            cell_time: Duration::from_secs_f64(args.seconds.unwrap_or(seconds)),
+            baseline_bytes: args.baseline_mib.unwrap_or(baseline_mib) * MIB,
+            reopen_bytes: args.reopen_mib.unwrap_or(reopen_mib) * MIB,
+            quick: args.quick,
+        }
+    }
+}
+
+/// The raw disk figures everything else is compared with.
+#[derive(Debug, Clone, Copy)]
+struct Baseline {
+    sequential: SequentialWrite,
+    sync_writes: SyncWrites,
+}
+
+/// Everything one run measured, and where.
+#[derive(Debug)]
+struct Results {
+    plan: Plan,
+    date_ms: i64,
+    command_line: String,
+    scratch_dir: PathBuf,
+    machine: Machine,
+    baseline: Baseline,
+    cells: Vec<append::CellResult>,
+    reopen: reopen::Reopen,
+}
+
+pub fn run(args: &BenchLogArgs) -> Result<()> {
+    let plan = Plan::from_args(args);
+    if let Some(path) = &args.markdown {
+        check_parent_exists(path)?;
+    }
+    let scratch = Scratch::create(args.dir.as_deref())?;
+    let date_ms = utc::now_ms();
+    let machine = Machine::describe(scratch.path());
+    report::print_preamble(&plan, date_ms, scratch.path(), &machine);
+
+    report::print_header();
+    let baseline = measure_baseline(&scratch, &plan)?;
+    report::print_baseline(&baseline);
+    let cells = append::run_matrix(&scratch, plan.cell_time, |cell| {
+        report::print_cell(cell, &baseline);
+    })?;
+    let reopen = reopen::measure(&scratch.join("reopen"), plan.reopen_bytes)?;
+    report::print_reopen(&reopen);
+
+    let results = Results {
+        plan,
+        date_ms,
+        command_line: machine::command_line(),
+        scratch_dir: scratch.path().to_path_buf(),
+        machine,
+        baseline,
+        cells,
+        reopen,
+    };
+    let verdicts = targets::judge(&results)?;
+    report::print_targets(&verdicts);
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report::markdown(&results, &verdicts))
+            .with_context(|| format!("write the markdown report to {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    scratch.remove()
+}
+
+fn measure_baseline(scratch: &Scratch, plan: &Plan) -> Result<Baseline> {
+    let sequential = disk::sequential_write(scratch.path(), plan.baseline_bytes)
+        .context("measure the raw sequential write")?;
+    let sync_writes = disk::sync_writes(scratch.path(), plan.cell_time)
+        .context("measure the raw write + fdatasync loop")?;
+    Ok(Baseline {
+        sequential,
+        sync_writes,
+    })
+}
+
+/// Fails before measuring, rather than after, if the report cannot be written.
+fn check_parent_exists(path: &Path) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(dir) if !dir.is_dir() => bail!(
+            "cannot write the markdown report to {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<f64> {
+    let seconds: f64 = s
+        .parse()
+        .with_context(|| format!("`{s}` is not a number"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        bail!("must be more than 0 and at most 3600 seconds");
+    }
+    Ok(seconds)
+}

@@ -1,0 +1,123 @@
+//! Smoke tests of the `eddy` binary: it starts, parses its arguments and
+//! round-trips records through a log on disk.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn eddy(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    cmd.args(args);
+    cmd
+}
+
+/// Runs `eddy` with `stdin` as its input and waits for it.
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = eddy(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("write to eddy's stdin");
+    child.wait_with_output().expect("wait for eddy")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn dir_arg(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    // Proves `eddy --version` works and reports the version Cargo built.
+    let out = eddy(&["--version"]).output().expect("run eddy");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(env!("CARGO_PKG_VERSION")),
+        "version missing from {stdout:?}"
+    );
+}
+
+#[test]
+fn log_append_then_read_round_trips_lines() {
+    // Proves three stdin lines appended with `log append` come back from
+    // `log read` in order, at offsets 0..=2, with their key and values.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let dir = dir_arg(&dir);
+
+    let appended = run_with_stdin(
+        &["log", "append", "--dir", dir, "--key", "k1"],
+        "first\nsecond line\nthird\n",
+    );
+    assert!(appended.status.success(), "{}", text(&appended.stderr));
+    assert!(
+        text(&appended.stdout).contains("offsets 0..=2"),
+        "{}",
+        text(&appended.stdout)
+    );
+
+    let read = eddy(&["log", "read", "--dir", dir])
+        .output()
+        .expect("run eddy");
+    assert!(read.status.success(), "{}", text(&read.stderr));
+    let stdout = text(&read.stdout);
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (i, (row, value)) in rows
+        .iter()
+        .zip(["first", "second line", "third"])
+        .enumerate()
+    {
+        assert_eq!(row[0], i.to_string());
+        assert_eq!(row[2], "k1");
+        assert_eq!(row[3], value);
+    }
+}
+
+#[test]
+fn bad_fsync_policy_is_refused_naming_the_setting() {
+    // Proves an unknown `--fsync` value stops the command with a non-zero
+    // exit and a message that names the `fsync` setting.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    // No stdin: the argument is refused before any input is read.
+    let args = [
+        "log",
+        "append",
+        "--dir",
+        dir_arg(&dir),
+        "--fsync",
+        "sometimes",
+    ];
+    let out = eddy(&args).output().expect("run eddy");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("fsync"), "{stderr}");
+    assert!(stderr.contains("sometimes"), "{stderr}");
+    assert!(!dir.exists(), "a refused command must not create the log");
+}
+
+#[test]
+fn bench_log_help_lists_its_options() {
+    // Proves `bench log` is wired in (its arguments parse) without running
+    // the benchmark itself.
+    let out = eddy(&["bench", "log", "--help"])
+        .output()
+        .expect("run eddy");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for flag in ["--dir", "--seconds", "--markdown", "--quick"] {
+        assert!(stdout.contains(flag), "{flag} missing from {stdout}");
+    }
+}
