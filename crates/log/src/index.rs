@@ -7,12 +7,13 @@
 //! when a segment is sealed:
 //!
 //! ```text
-//! <base>.index      entries of (u32 relative offset, u32 position)
-//! <base>.timeindex  entries of (i64 first timestamp, u32 relative offset)
+//! <base>.index      entries of (u32 relative offset, u32 position), u32 CRC-32C
+//! <base>.timeindex  entries of (i64 first timestamp, u32 relative offset), u32 CRC-32C
 //! ```
 //!
-//! Both are derived data: they are not fsynced, and a missing or damaged
-//! one is rebuilt from the segment on open.
+//! Each file ends with the CRC-32C of its entries, so a damaged entry is
+//! detected rather than trusted. Both are derived data: they are not
+//! fsynced, and a missing or damaged one is rebuilt from the segment on open.
 
 /// One index entry: a batch boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct IndexEntry {
 
 const OFFSET_ENTRY_BYTES: usize = 8;
 const TIME_ENTRY_BYTES: usize = 12;
+const CRC_BYTES: usize = 4;
 
 /// The entries of one segment, in increasing offset, position and time.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -75,7 +77,7 @@ impl SegmentIndex {
             b.extend_from_slice(&e.relative_offset.to_le_bytes());
             b.extend_from_slice(&e.position.to_le_bytes());
         }
-        b
+        with_crc(b)
     }
 
     /// The contents of the `.timeindex` file.
@@ -85,18 +87,21 @@ impl SegmentIndex {
             b.extend_from_slice(&e.timestamp_ms.to_le_bytes());
             b.extend_from_slice(&e.relative_offset.to_le_bytes());
         }
-        b
+        with_crc(b)
     }
 
-    /// Rebuilds an index from its two files, checking that they agree and
-    /// are ordered, that the first entry is the segment's first batch, and
-    /// that every position lies inside a segment of `segment_len` bytes.
+    /// Rebuilds an index from its two files, checking their CRCs, that they
+    /// agree and are ordered, that the first entry is the segment's first
+    /// batch, and that every position lies inside a segment of `segment_len`
+    /// bytes.
     pub fn from_files(
         offsets: &[u8],
         times: &[u8],
         first_position: u32,
         segment_len: u64,
     ) -> Result<SegmentIndex, String> {
+        let offsets = strip_crc(offsets).ok_or("offset index fails its CRC")?;
+        let times = strip_crc(times).ok_or("time index fails its CRC")?;
         if !offsets.len().is_multiple_of(OFFSET_ENTRY_BYTES)
             || !times.len().is_multiple_of(TIME_ENTRY_BYTES)
         {
@@ -147,6 +152,19 @@ impl SegmentIndex {
     }
 }
 
+fn with_crc(mut entries: Vec<u8>) -> Vec<u8> {
+    let crc = crc32c::crc32c(&entries);
+    entries.extend_from_slice(&crc.to_le_bytes());
+    entries
+}
+
+/// The entries of an index file whose trailing CRC matches them.
+fn strip_crc(file: &[u8]) -> Option<&[u8]> {
+    let split = file.len().checked_sub(CRC_BYTES)?;
+    let (entries, crc) = file.split_at(split);
+    (crc32c::crc32c(entries).to_le_bytes() == crc).then_some(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,9 +203,18 @@ mod tests {
         assert_eq!(SegmentIndex::from_files(&o, &t, 24, 20000).unwrap(), i);
         assert!(SegmentIndex::from_files(&o[..o.len() - 1], &t, 24, 20000).is_err());
         assert!(SegmentIndex::from_files(&o, &t[..t.len() - 12], 24, 20000).is_err());
+        for i in 0..o.len() {
+            let mut flipped = o.clone();
+            flipped[i] ^= 1;
+            assert!(
+                SegmentIndex::from_files(&flipped, &t, 24, 20000).is_err(),
+                "flip {i}"
+            );
+        }
         assert!(SegmentIndex::from_files(&o, &t, 24, 10000).is_err());
         let mut swapped = o.clone();
         swapped.swap(8, 16);
+        let swapped = with_crc(swapped[..swapped.len() - 4].to_vec());
         assert!(SegmentIndex::from_files(&swapped, &t, 24, 20000).is_err());
         assert!(SegmentIndex::from_files(&[], &[], 24, 20000).is_err());
     }

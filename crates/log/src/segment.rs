@@ -230,25 +230,21 @@ impl Segment {
 
         let mut seg = Segment::new(base, path.clone(), file, SEGMENT_HEADER_BYTES as u64);
         if !active {
-            match seg.load_index_files(file_len) {
-                Ok(index) => {
-                    let last = *index.entries().last().expect("from_files refuses empty");
-                    *seg.index.get_mut().unwrap_or_else(|p| p.into_inner()) = index;
-                    let scan = seg.scan_from(
-                        u64::from(last.position),
-                        last.relative_offset as u64 + base,
-                        last.timestamp_ms,
-                        file_len,
-                        index_interval_bytes,
-                    )?;
-                    if scan.defect.is_none() && scan.end == file_len {
-                        seg.finish_scan(&scan);
-                        return Ok(Some(seg));
-                    }
+            // Missing or damaged index files fail to load and are rebuilt below.
+            if let Ok(index) = seg.load_index_files(file_len) {
+                let last = *index.entries().last().expect("from_files refuses empty");
+                *seg.index.get_mut().unwrap_or_else(|p| p.into_inner()) = index;
+                let scan = seg.scan_from(
+                    u64::from(last.position),
+                    last.relative_offset as u64 + base,
+                    last.timestamp_ms,
+                    file_len,
+                    index_interval_bytes,
+                )?;
+                if scan.defect.is_none() && scan.end == file_len {
+                    seg.finish_scan(&scan);
+                    return Ok(Some(seg));
                 }
-                Err(_) => report
-                    .indexes_rebuilt
-                    .push(segment_path(dir, base, "index")),
             }
             *seg.index.get_mut().unwrap_or_else(|p| p.into_inner()) = SegmentIndex::default();
         }
@@ -275,9 +271,12 @@ impl Segment {
         }
         seg.finish_scan(&scan);
         if !active && scan.defect.is_none() {
-            // Index files were missing or damaged: write them anew.
+            // Index files were missing, damaged, or disagreed with the data.
             seg.write_index_files()
                 .ctx(|| format!("write index of {}", path.display()))?;
+            report
+                .indexes_rebuilt
+                .push(segment_path(dir, base, "index"));
         }
         Ok(Some(seg))
     }
