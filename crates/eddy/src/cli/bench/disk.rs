@@ -15,17 +15,37 @@ pub const SEQUENTIAL_BUFFER_BYTES: usize = 1024 * 1024;
 /// Size of each write of the write + fdatasync loop.
 pub const SYNC_WRITE_BYTES: usize = 4096;
 
-/// Sequential writes of 1 MiB buffers to a fresh file, then one fsync.
-#[derive(Debug, Clone, Copy)]
+/// Runs of the raw sequential write. A virtual disk's write cache makes
+/// single runs vary several-fold, so it is measured more than once.
+pub const SEQUENTIAL_RUNS: usize = 5;
+
+/// Sequential writes of 1 MiB buffers to a fresh file, then one fsync,
+/// repeated [`SEQUENTIAL_RUNS`] times.
+#[derive(Debug, Clone)]
 pub struct SequentialWrite {
+    /// Bytes of each run.
     pub bytes: u64,
-    /// Writes and the final fsync.
-    pub elapsed: Duration,
+    /// Each run's writes and final fsync, fastest first.
+    pub runs: Vec<Duration>,
 }
 
 impl SequentialWrite {
+    /// The median run's bandwidth: the reference for every ratio.
     pub fn mib_per_sec(&self) -> f64 {
-        units::mib_per_sec(self.bytes, self.elapsed)
+        units::mib_per_sec(self.bytes, self.median())
+    }
+
+    pub fn median(&self) -> Duration {
+        self.runs[self.runs.len() / 2]
+    }
+
+    /// Bandwidth of the slowest and the fastest run.
+    pub fn mib_per_sec_range(&self) -> (f64, f64) {
+        let slowest = self.runs[self.runs.len() - 1];
+        (
+            units::mib_per_sec(self.bytes, slowest),
+            units::mib_per_sec(self.bytes, self.runs[0]),
+        )
     }
 }
 
@@ -51,8 +71,21 @@ impl SyncWrites {
 }
 
 /// Writes `total_bytes` to a fresh file in `dir` in 1 MiB buffers and
-/// fsyncs it once; the time includes the fsync. The file is removed after.
+/// fsyncs it once, [`SEQUENTIAL_RUNS`] times; each time includes the fsync.
 pub fn sequential_write(dir: &Path, total_bytes: u64) -> Result<SequentialWrite> {
+    let mut runs = Vec::with_capacity(SEQUENTIAL_RUNS);
+    let mut bytes = 0;
+    for _ in 0..SEQUENTIAL_RUNS {
+        let (run_bytes, elapsed) = sequential_write_once(dir, total_bytes)?;
+        bytes = run_bytes;
+        runs.push(elapsed);
+    }
+    runs.sort();
+    Ok(SequentialWrite { bytes, runs })
+}
+
+/// One run of [`sequential_write`]; the file is removed after.
+fn sequential_write_once(dir: &Path, total_bytes: u64) -> Result<(u64, Duration)> {
     let path = dir.join("raw-sequential");
     let mut file = create(&path)?;
     let buffer = pattern(SEQUENTIAL_BUFFER_BYTES);
@@ -66,10 +99,7 @@ pub fn sequential_write(dir: &Path, total_bytes: u64) -> Result<SequentialWrite>
         .with_context(|| format!("fsync {}", path.display()))?;
     let elapsed = start.elapsed();
     remove(&path)?;
-    Ok(SequentialWrite {
-        bytes: buffers * SEQUENTIAL_BUFFER_BYTES as u64,
-        elapsed,
-    })
+    Ok((buffers * SEQUENTIAL_BUFFER_BYTES as u64, elapsed))
 }
 
 /// Appends 4 KiB to a fresh file and fdatasyncs it, again and again for

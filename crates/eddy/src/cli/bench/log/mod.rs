@@ -37,7 +37,7 @@ pub struct BenchLogArgs {
     /// Seconds each append workload runs [default: 2; 0.3 with --quick]
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     seconds: Option<f64>,
-    /// MiB written by the raw sequential-write baseline [default: 256; 64
+    /// MiB written by each of the 5 runs of the raw sequential-write baseline [default: 256; 64
     /// with --quick]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     baseline_mib: Option<u64>,
@@ -81,7 +81,7 @@ impl Plan {
 }
 
 /// The raw disk figures everything else is compared with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Baseline {
     sequential: SequentialWrite,
     sync_writes: SyncWrites,

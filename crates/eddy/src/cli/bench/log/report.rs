@@ -107,7 +107,15 @@ fn baseline_rows(baseline: &Baseline) -> [Row; 2] {
             "-".into(),
             format!("{:.1}", seq.mib_per_sec()),
             percent(1.0),
-            format!("{} in {}", bytes(seq.bytes), units::duration(seq.elapsed)),
+            {
+                let (low, high) = seq.mib_per_sec_range();
+                format!(
+                    "median of {} runs of {}: {} each; runs ranged {low:.1} to {high:.1} MiB/s",
+                    seq.runs.len(),
+                    bytes(seq.bytes),
+                    units::duration(seq.median()),
+                )
+            },
         ],
         [
             "raw write + fdatasync".into(),
@@ -159,14 +167,19 @@ fn reopen_row(r: &Reopen) -> Row {
         "-".into(),
         "-".into(),
         format!(
-            "{} in {} ({} records); open min {} / median {} / max {} of {}",
+            "{} in {}, the active one full ({}; open scans it whole) ({} records); open min {} / median {} / max {} of {}, warm; {}",
             bytes(r.log_bytes),
             units::count(r.segments, "segment"),
+            bytes(r.active_bytes),
             grouped(r.records as f64),
             units::duration(r.min()),
             units::duration(r.median()),
             units::duration(r.max()),
-            r.times.len()
+            r.times.len(),
+            r.cold.map_or(
+                "cold cache: not measured (dropping the page cache needs root)".into(),
+                |c| format!("cold cache (page cache dropped): {}", units::duration(c))
+            ),
         ),
     ]
 }
@@ -219,8 +232,9 @@ fn method(plan: &Plan) -> String {
          is the growth of the segment files, framing included; *vs raw seq* divides disk \
          MiB/s by the raw sequential write + fsync bandwidth (first row). Under `interval` \
          and `never` an append returns before its data is on disk, so those rows can exceed \
-         the raw figure. The reopen times `Log::open` of a cleanly closed log, page cache \
-         warm.\n\n",
+         the raw figure. The reopen times `Log::open` of a cleanly closed log whose active \
+         segment is full (open scans the active segment whole), five times with the page \
+         cache warm and once after dropping it.\n\n",
         plan.cell_time.as_secs_f64(),
         bytes(LogConfig::default().segment_bytes_max)
     );

@@ -135,7 +135,8 @@ fn never_records(results: &Results) -> Result<Judged> {
     })
 }
 
-/// (iii) reopening a clean 1 GiB log takes under 1 s (median of the opens).
+/// (iii) reopening a clean 1 GiB log takes under 1 s: the median warm open
+/// and, where it could be measured, the cold one.
 fn reopen_time(results: &Results) -> Judged {
     let reopen = &results.reopen;
     let payload = reopen.records * super::reopen::VALUE_BYTES as u64;
@@ -149,18 +150,24 @@ fn reopen_time(results: &Results) -> Judged {
     Judged {
         name: "(iii)",
         goal: format!(
-            "reopen of a clean 1 GiB log: < {} (median of {} opens)",
+            "reopen of a clean 1 GiB log: < {} (median of {} warm opens, and the cold open)",
             units::duration(REOPEN_TIME_MAX),
             super::reopen::OPENS
         ),
         measured: format!(
-            "median {} (min {}, max {}), {}",
+            "warm median {} (min {}, max {}); cold {}; {}",
             units::duration(reopen.median()),
             units::duration(reopen.min()),
             units::duration(reopen.max()),
+            reopen
+                .cold
+                .map_or("not measured (needs root)".into(), units::duration),
             units::count(reopen.segments, "segment")
         ),
-        verdict: Verdict::of(reopen.median() < REOPEN_TIME_MAX),
+        verdict: Verdict::of(
+            reopen.median() < REOPEN_TIME_MAX
+                && reopen.cold.is_none_or(|cold| cold < REOPEN_TIME_MAX),
+        ),
         caveat,
     }
 }
