@@ -53,7 +53,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{FsyncPolicy, LogConfig, RetentionPolicy};
 pub use error::{LogError, Result};
 pub use format::{Batch, Header, Record, StoredRecord};
-pub use log::{AppendReceipt, Log};
+pub use log::{AppendReceipt, Log, LogStats};
 pub use report::{RecoveryReport, RetentionReport, SegmentInfo, Truncation};
 
 /// The position of a record in a log: 0 for the first record ever appended,

@@ -33,6 +33,28 @@ pub struct AppendReceipt {
     pub timestamp_ms: i64,
 }
 
+/// Counters since the log was opened, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Batches appended.
+    pub batches_appended: u64,
+    /// Records appended.
+    pub records_appended: u64,
+    /// Bytes written to segment files by appends (framing included).
+    pub bytes_appended: u64,
+    /// fsyncs of segment data that completed (group commit shares one
+    /// between appenders, so under `always` this is at most `batches_appended`).
+    pub fsyncs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    fsyncs: AtomicU64,
+}
+
 /// A durable, segmented, append-only log in one directory.
 ///
 /// All methods take `&self`; share a `Log` between threads with `Arc` (or
@@ -58,6 +80,7 @@ struct Shared {
     /// Records below this offset may be read: written (and under `always`, fsynced).
     visible_next: AtomicU64,
     poison: Mutex<Option<String>>,
+    counters: Counters,
     stop: Mutex<bool>,
     stopped: Condvar,
     _dir_lock: File,
@@ -155,6 +178,7 @@ impl Log {
             synced: Condvar::new(),
             visible_next: AtomicU64::new(next_offset),
             poison: Mutex::new(None),
+            counters: Counters::default(),
             stop: Mutex::new(false),
             stopped: Condvar::new(),
             _dir_lock: dir_lock,
@@ -256,6 +280,9 @@ impl Log {
             active.note_append(len, base + count, base, ts, cfg.index_interval_bytes);
             st.next_offset = base + count;
             st.last_ts = ts;
+            s.counters.batches.fetch_add(1, Ordering::Relaxed);
+            s.counters.records.fetch_add(count, Ordering::Relaxed);
+            s.counters.bytes.fetch_add(len, Ordering::Relaxed);
             if cfg.fsync != FsyncPolicy::Always {
                 s.visible_next.store(st.next_offset, Ordering::Release);
             }
@@ -276,6 +303,17 @@ impl Log {
         let s = &*self.shared;
         s.check_poison()?;
         s.fsync_active().map(|_| ())
+    }
+
+    /// Counters since the log was opened.
+    pub fn stats(&self) -> LogStats {
+        let c = &self.shared.counters;
+        LogStats {
+            batches_appended: c.batches.load(Ordering::Relaxed),
+            records_appended: c.records.load(Ordering::Relaxed),
+            bytes_appended: c.bytes.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+        }
     }
 
     /// The first offset still held (equal to [`Log::next_offset`] when empty).
@@ -582,6 +620,7 @@ impl Shared {
                 .retain(|s| !sealed.iter().any(|done| Arc::ptr_eq(done, s)));
         }
         active.file.sync_data().map_err(|e| fail(&active.path, e))?;
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.mark_durable(target);
         Ok(target)
     }

@@ -3,6 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,13 @@ use super::units;
 
 /// Buffer size of the sequential write.
 pub const SEQUENTIAL_BUFFER_BYTES: usize = 1024 * 1024;
-/// Size of each write of the write + fdatasync loop.
-pub const SYNC_WRITE_BYTES: usize = 4096;
+/// The write + fdatasync loops measured: (bytes per write, whether the
+/// file's blocks were written before). Appending to a growing file makes
+/// each fdatasync also commit the file system's journal (new size and
+/// blocks); overwriting blocks written earlier does not. Comparing the two
+/// at the size one group commit covers shows what a log's fsync costs.
+pub const SYNC_WRITE_LOOPS: [(usize, bool); 3] =
+    [(4096, false), (256 * 1024, false), (256 * 1024, true)];
 
 /// Runs of the raw sequential write. A virtual disk's write cache makes
 /// single runs vary several-fold, so it is measured more than once.
@@ -49,9 +55,14 @@ impl SequentialWrite {
     }
 }
 
-/// A loop of 4 KiB appends, each followed by fdatasync.
+/// A loop of writes, each followed by fdatasync.
 #[derive(Debug, Clone, Copy)]
 pub struct SyncWrites {
+    /// Bytes of each write.
+    pub write_bytes: usize,
+    /// Whether the writes overwrote blocks written (and fsynced) before,
+    /// rather than growing the file.
+    pub prewritten: bool,
     pub ops: u64,
     pub elapsed: Duration,
 }
@@ -62,7 +73,7 @@ impl SyncWrites {
     }
 
     pub fn mib_per_sec(&self) -> f64 {
-        units::mib_per_sec(self.ops * SYNC_WRITE_BYTES as u64, self.elapsed)
+        units::mib_per_sec(self.ops * self.write_bytes as u64, self.elapsed)
     }
 
     pub fn mean_latency(&self) -> Duration {
@@ -102,24 +113,51 @@ fn sequential_write_once(dir: &Path, total_bytes: u64) -> Result<(u64, Duration)
     Ok((buffers * SEQUENTIAL_BUFFER_BYTES as u64, elapsed))
 }
 
-/// Appends 4 KiB to a fresh file and fdatasyncs it, again and again for
-/// about `duration`. The file is removed after.
-pub fn sync_writes(dir: &Path, duration: Duration) -> Result<SyncWrites> {
+/// Writes `write_bytes` to a fresh file and fdatasyncs it, again and again
+/// for about `duration`: appending, or — if `prewritten` — overwriting a
+/// region written and fsynced beforehand (up to 256 MiB, then from its
+/// start again). The file is removed after.
+pub fn sync_writes(
+    dir: &Path,
+    duration: Duration,
+    write_bytes: usize,
+    prewritten: bool,
+) -> Result<SyncWrites> {
+    const PREWRITTEN_BYTES: u64 = 256 * 1024 * 1024;
     let path = dir.join("raw-sync-writes");
     let mut file = create(&path)?;
-    let buffer = pattern(SYNC_WRITE_BYTES);
-    let mut ops = 0;
+    if prewritten {
+        let chunk = pattern(SEQUENTIAL_BUFFER_BYTES);
+        for _ in 0..PREWRITTEN_BYTES / SEQUENTIAL_BUFFER_BYTES as u64 {
+            file.write_all(&chunk)
+                .with_context(|| format!("write to {}", path.display()))?;
+        }
+        file.sync_all()
+            .with_context(|| format!("fsync {}", path.display()))?;
+    }
+    let buffer = pattern(write_bytes);
+    let slots = PREWRITTEN_BYTES / write_bytes as u64;
+    let mut ops = 0u64;
     let start = Instant::now();
     while start.elapsed() < duration {
-        file.write_all(&buffer)
-            .with_context(|| format!("write to {}", path.display()))?;
+        if prewritten {
+            file.write_all_at(&buffer, (ops % slots) * write_bytes as u64)
+        } else {
+            file.write_all(&buffer)
+        }
+        .with_context(|| format!("write to {}", path.display()))?;
         file.sync_data()
             .with_context(|| format!("fdatasync {}", path.display()))?;
         ops += 1;
     }
     let elapsed = start.elapsed();
     remove(&path)?;
-    Ok(SyncWrites { ops, elapsed })
+    Ok(SyncWrites {
+        write_bytes,
+        prewritten,
+        ops,
+        elapsed,
+    })
 }
 
 fn create(path: &Path) -> Result<File> {

@@ -72,3 +72,53 @@ impl Scratch {
             .with_context(|| format!("remove the scratch directory {}", path.display()))
     }
 }
+
+/// Writes `body` into the markdown file at `path` between the markers of
+/// section `name`, replacing that section if present and keeping the rest
+/// of the file (hand-written notes, other benchmarks' sections).
+pub fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
+    let old = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    };
+    std::fs::write(path, replace_section(&old, name, body))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+fn replace_section(old: &str, name: &str, body: &str) -> String {
+    let begin = format!("<!-- {name}: begin (generated; edits here are overwritten) -->");
+    let end = format!("<!-- {name}: end -->");
+    let section = format!("{begin}\n{}\n{end}\n", body.trim_end());
+    match (old.find(&begin), old.find(&end)) {
+        (Some(b), Some(e)) if b < e => format!(
+            "{}{section}{}",
+            &old[..b],
+            &old[e + end.len()..].trim_start_matches('\n')
+        ),
+        _ if old.trim().is_empty() => section,
+        _ => format!("{}\n\n{section}", old.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod section_tests {
+    use super::replace_section;
+
+    #[test]
+    fn a_section_is_added_then_replaced_in_place() {
+        // Proves the generated section is appended once, then replaced in
+        // place on the next run, keeping hand-written text around it.
+        let first = replace_section("# Notes\n\nkept\n", "b", "run 1");
+        assert!(first.starts_with("# Notes\n\nkept\n\n<!-- b: begin"));
+        let edited = format!("{first}\ntail kept\n");
+        let second = replace_section(&edited, "b", "run 2");
+        assert!(second.contains("run 2") && !second.contains("run 1"));
+        assert!(second.starts_with("# Notes\n\nkept\n"));
+        assert!(second.ends_with("tail kept\n"));
+        assert_eq!(
+            replace_section("", "b", "x"),
+            replace_section("  \n", "b", "x")
+        );
+    }
+}

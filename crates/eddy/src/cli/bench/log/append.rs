@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
-use eddy_log::{FsyncPolicy, Log, LogConfig, Record};
+use eddy_log::{FsyncPolicy, Log, LogConfig, LogStats, Record};
 
 use crate::cli::bench::disk::pattern;
 use crate::cli::bench::{Scratch, units};
@@ -59,6 +59,8 @@ pub struct CellResult {
     pub records: u64,
     /// Growth of the segment files (headers and framing included).
     pub disk_bytes: u64,
+    /// Batches appended and fsyncs completed, from the log's counters.
+    pub stats: LogStats,
     /// From the start of the appenders until the last one returned.
     pub elapsed: Duration,
 }
@@ -149,12 +151,14 @@ fn run_cell(
     })?;
     let elapsed = start.elapsed();
     let disk_bytes = log.segments().iter().map(|s| s.size_bytes).sum();
+    let stats = log.stats();
     log.close()
         .with_context(|| format!("close the log in {}", dir.display()))?;
     Ok(CellResult {
         workload,
         records,
         disk_bytes,
+        stats,
         elapsed,
     })
 }

@@ -45,8 +45,8 @@ pub struct BenchLogArgs {
     /// 64 with --quick]
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
     reopen_mib: Option<u64>,
-    /// Also write the results as a markdown section to FILE, replacing its
-    /// content
+    /// Also write the results as a markdown section into FILE: the section
+    /// between this benchmark's markers is replaced, the rest of FILE kept.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
     /// A smoke run: 0.3 s per workload, 64 MiB baseline and reopen log.
@@ -84,7 +84,7 @@ impl Plan {
 #[derive(Debug, Clone)]
 struct Baseline {
     sequential: SequentialWrite,
-    sync_writes: SyncWrites,
+    sync_writes: Vec<SyncWrites>,
 }
 
 /// Everything one run measured, and where.
@@ -132,8 +132,11 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
     let verdicts = targets::judge(&results)?;
     report::print_targets(&verdicts);
     if let Some(path) = &args.markdown {
-        std::fs::write(path, report::markdown(&results, &verdicts))
-            .with_context(|| format!("write the markdown report to {}", path.display()))?;
+        super::write_section(
+            path,
+            "eddy bench log",
+            &report::markdown(&results, &verdicts),
+        )?;
         println!("\nwrote {}", path.display());
     }
     scratch.remove()
@@ -142,8 +145,13 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
 fn measure_baseline(scratch: &Scratch, plan: &Plan) -> Result<Baseline> {
     let sequential = disk::sequential_write(scratch.path(), plan.baseline_bytes)
         .context("measure the raw sequential write")?;
-    let sync_writes = disk::sync_writes(scratch.path(), plan.cell_time)
-        .context("measure the raw write + fdatasync loop")?;
+    let sync_writes = disk::SYNC_WRITE_LOOPS
+        .iter()
+        .map(|&(bytes, prewritten)| {
+            disk::sync_writes(scratch.path(), plan.cell_time, bytes, prewritten)
+                .context("measure a raw write + fdatasync loop")
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Baseline {
         sequential,
         sync_writes,

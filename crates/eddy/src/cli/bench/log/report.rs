@@ -10,7 +10,7 @@ use super::append::CellResult;
 use super::reopen::{self, Reopen};
 use super::targets::Judged;
 use super::{Baseline, Plan, Results};
-use crate::cli::bench::disk::{SEQUENTIAL_BUFFER_BYTES, SYNC_WRITE_BYTES};
+use crate::cli::bench::disk::SEQUENTIAL_BUFFER_BYTES;
 use crate::cli::bench::machine::Machine;
 use crate::cli::bench::units::{self, bytes, grouped, percent};
 use crate::utc;
@@ -93,33 +93,38 @@ fn print_row(row: &Row) {
     println!("{}", line.trim_end());
 }
 
-fn baseline_rows(baseline: &Baseline) -> [Row; 2] {
+fn baseline_rows(baseline: &Baseline) -> Vec<Row> {
     let seq = &baseline.sequential;
-    let sync = &baseline.sync_writes;
-    [
-        [
-            "raw sequential write".into(),
-            bytes(SEQUENTIAL_BUFFER_BYTES as u64),
-            "-".into(),
-            "1".into(),
-            "once, at end".into(),
-            "-".into(),
-            "-".into(),
-            format!("{:.1}", seq.mib_per_sec()),
-            percent(1.0),
-            {
-                let (low, high) = seq.mib_per_sec_range();
-                format!(
-                    "median of {} runs of {}: {} each; runs ranged {low:.1} to {high:.1} MiB/s",
-                    seq.runs.len(),
-                    bytes(seq.bytes),
-                    units::duration(seq.median()),
-                )
-            },
-        ],
-        [
-            "raw write + fdatasync".into(),
-            bytes(SYNC_WRITE_BYTES as u64),
+    let (low, high) = seq.mib_per_sec_range();
+    let mut rows = vec![[
+        "raw sequential write".into(),
+        bytes(SEQUENTIAL_BUFFER_BYTES as u64),
+        "-".into(),
+        "1".into(),
+        "once, at end".into(),
+        "-".into(),
+        "-".into(),
+        format!("{:.1}", seq.mib_per_sec()),
+        percent(1.0),
+        format!(
+            "median of {} runs of {}: {} each; runs ranged {low:.1} to {high:.1} MiB/s",
+            seq.runs.len(),
+            bytes(seq.bytes),
+            units::duration(seq.median()),
+        ),
+    ]];
+    for sync in &baseline.sync_writes {
+        let (name, how) = if sync.prewritten {
+            (
+                "raw overwrite + fdatasync",
+                "overwriting pre-written blocks",
+            )
+        } else {
+            ("raw append + fdatasync", "appending (file grows)")
+        };
+        rows.push([
+            name.into(),
+            bytes(sync.write_bytes as u64),
             "1".into(),
             "1".into(),
             "every write".into(),
@@ -128,11 +133,12 @@ fn baseline_rows(baseline: &Baseline) -> [Row; 2] {
             format!("{:.1}", sync.mib_per_sec()),
             percent(sync.mib_per_sec() / seq.mib_per_sec()),
             format!(
-                "records/s = writes/s; mean latency {}",
+                "records/s = writes/s; mean latency {}; {how}",
                 units::duration(sync.mean_latency())
             ),
-        ],
-    ]
+        ]);
+    }
+    rows
 }
 
 fn cell_row(cell: &CellResult, baseline: &Baseline) -> Row {
@@ -148,9 +154,11 @@ fn cell_row(cell: &CellResult, baseline: &Baseline) -> Row {
         format!("{:.1}", cell.disk_mib_per_sec()),
         percent(cell.disk_mib_per_sec() / baseline.sequential.mib_per_sec()),
         format!(
-            "{} records in {}",
+            "{} records in {}; {} fsyncs ({:.2} batches per fsync)",
             grouped(cell.records as f64),
-            units::duration(cell.elapsed)
+            units::duration(cell.elapsed),
+            grouped(cell.stats.fsyncs as f64),
+            cell.stats.batches_appended as f64 / cell.stats.fsyncs.max(1) as f64,
         ),
     ]
 }
@@ -248,7 +256,7 @@ fn method(plan: &Plan) -> String {
 }
 
 fn all_rows(results: &Results) -> Vec<Row> {
-    let mut rows: Vec<Row> = baseline_rows(&results.baseline).into();
+    let mut rows: Vec<Row> = baseline_rows(&results.baseline);
     rows.extend(results.cells.iter().map(|c| cell_row(c, &results.baseline)));
     rows.push(reopen_row(&results.reopen));
     rows
