@@ -195,7 +195,7 @@ fn reopen_row(r: &Reopen) -> Row {
 /// The whole markdown section: context, the table and the targets.
 pub(super) fn markdown(results: &Results, judged: &[Judged]) -> String {
     let mut md = String::new();
-    md.push_str("## Storage benchmark (`eddy bench log`)\n\n");
+    md.push_str("### Latest run of `eddy bench log`\n\n");
     let _ = writeln!(
         md,
         "Run on {} with:\n\n```sh\n{}\n```\n",
@@ -213,7 +213,7 @@ pub(super) fn markdown(results: &Results, judged: &[Judged]) -> String {
     );
     md.push_str(&method(&results.plan));
     md.push_str(&markdown_table(&all_rows(results)));
-    md.push_str("\n### Targets\n\n");
+    md.push_str("\n#### Targets\n\n");
     md.push_str("| Target | Goal | Measured | Verdict |\n|---|---|---|---|\n");
     for j in judged {
         let verdict = match &j.caveat {
