@@ -136,7 +136,8 @@ impl BatchHeader {
 
     /// Offset after the last record.
     pub fn next_offset(&self) -> u64 {
-        self.base_offset + u64::from(self.record_count)
+        self.base_offset
+            .saturating_add(u64::from(self.record_count))
     }
 }
 
@@ -196,8 +197,9 @@ pub fn check_segment_header(bytes: &[u8], base_offset: u64) -> Result<(), String
 /// A batch encoded by [`encode_batch`], waiting for its offset and time.
 #[derive(Debug)]
 pub struct EncodedBatch {
-    /// Header and records; the header's offset, timestamps and CRC are unset.
-    pub bytes: Vec<u8>,
+    /// Header and records; the header's offset, timestamps and CRC are unset
+    /// until [`EncodedBatch::seal`].
+    bytes: Vec<u8>,
     /// Number of records.
     pub record_count: u32,
     /// CRC-32C of the records part, computed outside any lock.
@@ -265,6 +267,11 @@ pub fn encode_batch(records: &[Record], limits: Limits) -> Result<EncodedBatch, 
 }
 
 impl EncodedBatch {
+    /// The encoded bytes, as they will be written.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// Sets the base offset and the append time, and computes the CRC.
     pub fn seal(&mut self, base_offset: u64, timestamp_ms: i64) {
         let b = &mut self.bytes;

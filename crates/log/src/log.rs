@@ -18,6 +18,10 @@ use crate::segment::{
     NO_TIMESTAMP, Segment, Window, corrupt, parse_segment_name, remove_index_files, segment_path,
 };
 
+/// The largest offset a log hands out (2^62): far beyond any real log, and
+/// low enough that offset arithmetic on data read from disk cannot overflow.
+pub(crate) const OFFSET_MAX: u64 = 1 << 62;
+
 /// Largest read window; a read of more bytes reads in several windows.
 const READ_WINDOW_BYTES_MAX: usize = 16 * 1024 * 1024;
 const READ_WINDOW_BYTES_MIN: usize = 64 * 1024;
@@ -42,8 +46,9 @@ pub struct LogStats {
     pub records_appended: u64,
     /// Bytes written to segment files by appends (framing included).
     pub bytes_appended: u64,
-    /// fsyncs of segment data that completed (group commit shares one
-    /// between appenders, so under `always` this is at most `batches_appended`).
+    /// Group-commit, interval, `sync` and `close` fsyncs of the active
+    /// segment that completed. Under `always` with concurrent appenders,
+    /// `batches_appended / fsyncs` is the batches one fsync covered.
     pub fsyncs: u64,
 }
 
@@ -80,6 +85,13 @@ struct Shared {
     /// Records below this offset may be read: written (and under `always`, fsynced).
     visible_next: AtomicU64,
     poison: Mutex<Option<String>>,
+    /// Held around every fsync of segment data and the poisoning that
+    /// follows a failure. Linux reports a write-back error to one fsync
+    /// only; serializing them means no fsync can succeed (and acknowledge
+    /// appends) after another one failed on the same data, unseen.
+    fsync_lock: Mutex<()>,
+    /// `State::dir_changes` covered by the last directory fsync.
+    dir_synced: AtomicU64,
     counters: Counters,
     stop: Mutex<bool>,
     stopped: Condvar,
@@ -94,9 +106,12 @@ struct State {
     next_offset: u64,
     /// Timestamp of the last record; append times never go below it.
     last_ts: i64,
-    /// Under `never`: sealed segments not fsynced since they were sealed
-    /// (their files and the directory entry), for `sync` and `close`.
+    /// Under `never`: sealed segments not fsynced since they were sealed,
+    /// for `sync` and `close`.
     unsynced_sealed: Vec<Arc<Segment>>,
+    /// Under `never`: counts directory changes (new segment files) that
+    /// may not be durable; `Shared::dir_synced` is the count last fsynced.
+    dir_changes: u64,
 }
 
 impl State {
@@ -137,7 +152,12 @@ impl Log {
     ) -> Result<Log> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        fs::create_dir_all(&dir).ctx(|| format!("create log directory {}", dir.display()))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).ctx(|| format!("create log directory {}", dir.display()))?;
+            // The new directory's own entry must survive power loss too.
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+            sync_dir(parent.unwrap_or(Path::new(".")))?;
+        }
         let lock_path = dir.join("LOCK");
         let dir_lock = OpenOptions::new()
             .create(true)
@@ -154,6 +174,15 @@ impl Log {
         }
 
         let (segments, recovery) = recover_segments(&dir, &config)?;
+        // What recovery kept may never have been fsynced (a crash before the
+        // group commit, or an earlier run under `never`). Make it durable
+        // before it counts as such: readers under `always` see it at once.
+        for seg in &segments {
+            seg.file
+                .sync_data()
+                .ctx(|| format!("fsync {}", seg.path.display()))?;
+        }
+        sync_dir(&dir)?;
         let active = segments.last().expect("recovery leaves a segment");
         let next_offset = active.next_offset();
         let last_ts = segments
@@ -170,6 +199,7 @@ impl Log {
                 next_offset,
                 last_ts,
                 unsynced_sealed: Vec::new(),
+                dir_changes: 0,
             }),
             sync: Mutex::new(SyncState {
                 durable_next: next_offset,
@@ -178,6 +208,8 @@ impl Log {
             synced: Condvar::new(),
             visible_next: AtomicU64::new(next_offset),
             poison: Mutex::new(None),
+            fsync_lock: Mutex::new(()),
+            dir_synced: AtomicU64::new(0),
             counters: Counters::default(),
             stop: Mutex::new(false),
             stopped: Condvar::new(),
@@ -248,7 +280,7 @@ impl Log {
                 actual,
             },
         })?;
-        let len = batch.bytes.len() as u64;
+        let len = batch.as_bytes().len() as u64;
         let count = u64::from(batch.record_count);
         let room = cfg.segment_bytes_max - SEGMENT_HEADER_BYTES as u64;
         if len > room {
@@ -268,9 +300,17 @@ impl Log {
                 s.roll(&mut st)?;
             }
             let base = st.next_offset;
+            if base + count > OFFSET_MAX {
+                return Err(LogError::LimitExceeded {
+                    what: "offset",
+                    setting: "the largest offset (2^62)",
+                    limit: OFFSET_MAX,
+                    actual: base + count,
+                });
+            }
             batch.seal(base, ts);
             let active = Arc::clone(st.active());
-            if let Err(e) = active.file.write_all_at(&batch.bytes, active.len()) {
+            if let Err(e) = active.file.write_all_at(batch.as_bytes(), active.len()) {
                 // Part of the batch may be in the file; a later write would
                 // land after unknown bytes. Refuse to go on.
                 let err = LogError::io(format!("write to {}", active.path.display()), e);
@@ -484,7 +524,7 @@ impl Log {
             report.bytes_deleted += head.len();
         }
         if !report.segments_deleted.is_empty() && s.config.fsync != FsyncPolicy::Never {
-            sync_dir(&s.dir)?;
+            sync_dir(&s.dir).inspect_err(|e| s.set_poison(e))?;
         }
         report.first_offset = Offset(st.segments[0].base);
         Ok(report)
@@ -551,26 +591,37 @@ impl Shared {
     /// Seals the active segment and starts a new one at the next offset.
     /// Under `always` and `interval` the sealed segment and the new file are
     /// fsynced first, so only the active segment can hold unsynced data.
+    ///
+    /// Any failure poisons the log: a half-made roll leaves the directory in
+    /// a state (a new file, perhaps without its header) that only recovery
+    /// on open sorts out.
     fn roll(&self, st: &mut State) -> Result<()> {
         let fsync = self.config.fsync != FsyncPolicy::Never;
         let old = Arc::clone(st.active());
-        if fsync && let Err(e) = old.file.sync_data() {
-            let err = LogError::io(format!("fsync {}", old.path.display()), e);
-            self.set_poison(&err);
-            return Err(err);
-        }
-        // Index files are derived and checked on open; if writing them
-        // fails, open rebuilds them, so the roll goes on.
-        let _ = old.write_index_files();
-        let new = Segment::create(&self.dir, st.next_offset, fsync)?;
-        if fsync {
-            sync_dir(&self.dir)?;
-        }
+        let new = (|| {
+            if fsync {
+                let _fsync = lock(&self.fsync_lock);
+                self.check_poison()?;
+                old.file
+                    .sync_data()
+                    .ctx(|| format!("fsync {}", old.path.display()))?;
+            }
+            // Index files are derived and checked on open; if writing them
+            // fails, open rebuilds them, so the roll goes on.
+            let _ = old.write_index_files();
+            let new = Segment::create(&self.dir, st.next_offset, fsync)?;
+            if fsync {
+                sync_dir(&self.dir)?;
+            }
+            Ok(new)
+        })()
+        .inspect_err(|e| self.set_poison(e))?;
         st.segments.push(Arc::new(new));
         if fsync {
             self.mark_durable(st.next_offset);
         } else {
             st.unsynced_sealed.push(old);
+            st.dir_changes += 1;
         }
         Ok(())
     }
@@ -589,19 +640,23 @@ impl Shared {
         Ok(Arc::clone(&st.segments[i]))
     }
 
-    /// fsyncs the active segment; returns the offset below which all is durable.
-    /// Under `always` and `interval` that is the active segment alone (older
-    /// ones were fsynced when sealed); under `never` it also covers the
-    /// segments sealed since the last call, and the directory.
+    /// fsyncs the active segment; returns the offset below which all is
+    /// durable. Under `always` and `interval` that is the active segment
+    /// alone (older ones were fsynced when sealed); under `never` it also
+    /// covers the segments sealed since the last call, and the directory.
+    /// A failure poisons the log before any other fsync can run.
     fn fsync_active(&self) -> Result<u64> {
-        let (active, target, sealed) = {
+        let (active, target, sealed, dir_changes) = {
             let st = lock(&self.state);
             (
                 Arc::clone(st.active()),
                 st.next_offset,
                 st.unsynced_sealed.clone(),
+                st.dir_changes,
             )
         };
+        let fsync = lock(&self.fsync_lock);
+        self.check_poison()?;
         let fail = |path: &Path, e: std::io::Error| {
             let err = LogError::io(format!("fsync {}", path.display()), e);
             self.set_poison(&err);
@@ -611,17 +666,21 @@ impl Shared {
         for seg in &sealed {
             seg.file.sync_data().map_err(|e| fail(&seg.path, e))?;
         }
-        if !sealed.is_empty() {
+        if dir_changes > self.dir_synced.load(Ordering::Acquire) {
             File::open(&self.dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| fail(&self.dir, e))?;
-            lock(&self.state)
-                .unsynced_sealed
-                .retain(|s| !sealed.iter().any(|done| Arc::ptr_eq(done, s)));
+            self.dir_synced.fetch_max(dir_changes, Ordering::AcqRel);
         }
         active.file.sync_data().map_err(|e| fail(&active.path, e))?;
         self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.mark_durable(target);
+        drop(fsync);
+        if !sealed.is_empty() {
+            lock(&self.state)
+                .unsynced_sealed
+                .retain(|s| !sealed.iter().any(|done| Arc::ptr_eq(done, s)));
+        }
         Ok(target)
     }
 
@@ -706,6 +765,13 @@ fn recover_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Arc<Segment>>
         }
     }
     bases.sort_unstable();
+    if let Some(&base) = bases.last().filter(|&&b| b > OFFSET_MAX) {
+        return Err(LogError::Corrupt {
+            path: segment_path(dir, base, "log"),
+            position: 0,
+            reason: format!("base offset {base} is beyond the largest offset {OFFSET_MAX}"),
+        });
+    }
     // Index files whose segment is gone (a crash during retention).
     for base in index_files {
         if bases.binary_search(&base).is_err() {

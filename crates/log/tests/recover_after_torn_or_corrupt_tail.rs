@@ -486,3 +486,35 @@ fn flipped_index_byte_is_detected_and_rebuilt() {
         }
     }
 }
+
+#[test]
+fn absurd_segment_names_and_headers_are_refused_without_panic() {
+    // Proves: a segment file whose name (and header) claims a base offset
+    // near u64::MAX makes open fail with a typed `Corrupt` error instead of
+    // overflowing offset arithmetic; and a segment file of garbage is cut
+    // back to an empty active segment, not trusted.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = u64::MAX - 3;
+    let mut header = Vec::new();
+    header.extend_from_slice(b"EDDYLOG\0");
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&base.to_le_bytes());
+    header.extend_from_slice(&[0xAB; 100]);
+    fs::write(segment_file(dir.path(), base, "log"), &header).expect("write segment");
+    match Log::open(dir.path(), LogConfig::default()) {
+        Err(eddy_log::LogError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("beyond the largest offset"), "{reason}")
+        }
+        other => panic!("expected a Corrupt error, got {other:?}"),
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(segment_file(dir.path(), 0, "log"), vec![0x5Au8; 4096]).expect("write garbage");
+    let log = Log::open(dir.path(), LogConfig::default()).expect("open over garbage");
+    assert_eq!(log.next_offset(), Offset(0));
+    assert_eq!(log.recovery().truncations.len(), 1, "{:?}", log.recovery());
+    log.append(Record::new("after"))
+        .expect("append after repair");
+    assert_eq!(read_all(&log).len(), 1);
+}
