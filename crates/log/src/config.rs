@@ -119,6 +119,14 @@ pub struct LogConfig {
     pub batch_bytes_max: u32,
     /// What [`crate::Log::apply_retention`] deletes.
     pub retention: RetentionPolicy,
+    /// Under `always`: write each segment file full of zeros (on a
+    /// background thread, once the active segment is half full) so that
+    /// appends overwrite blocks in place and an fsync need not also commit
+    /// the file system's journal. Costs one extra sequential write per
+    /// segment and up to one spare segment file on disk; see
+    /// `docs/benchmarks.md` for its effect. Ignored under `interval` and
+    /// `never`, whose fsyncs are rare.
+    pub preallocate_segments: bool,
 }
 
 impl Default for LogConfig {
@@ -131,6 +139,7 @@ impl Default for LogConfig {
             record_bytes_max: 1024 * 1024,
             batch_bytes_max: 16 * 1024 * 1024,
             retention: RetentionPolicy::FOREVER,
+            preallocate_segments: true,
         }
     }
 }

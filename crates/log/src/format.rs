@@ -148,6 +148,9 @@ pub enum BatchDefect {
     Torn,
     /// The bytes are there but fail a check.
     Corrupt(String),
+    /// A zero length field: the end of the data in a segment whose file was
+    /// pre-written with zeros.
+    End,
 }
 
 /// The sizes a batch is checked against.
@@ -328,6 +331,9 @@ pub fn peek_batch_header(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
         return Err(BatchDefect::Torn);
     }
     let length = u32_at(bytes, 0);
+    if length == 0 {
+        return Err(BatchDefect::End);
+    }
     let total = LENGTH_FIELD_BYTES as u64 + u64::from(length);
     if total < BATCH_HEADER_BYTES as u64 + 1 {
         return Err(BatchDefect::Corrupt(format!(

@@ -46,6 +46,7 @@ mod index;
 mod log;
 mod report;
 mod segment;
+mod spare;
 
 use std::fmt;
 

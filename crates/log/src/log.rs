@@ -17,6 +17,7 @@ use crate::report::{RecoveryReport, RetentionReport, SegmentInfo};
 use crate::segment::{
     NO_TIMESTAMP, Segment, Window, corrupt, parse_segment_name, remove_index_files, segment_path,
 };
+use crate::spare::SpareMaker;
 
 /// The largest offset a log hands out (2^62): far beyond any real log, and
 /// low enough that offset arithmetic on data read from disk cannot overflow.
@@ -50,6 +51,10 @@ pub struct LogStats {
     /// segment that completed. Under `always` with concurrent appenders,
     /// `batches_appended / fsyncs` is the batches one fsync covered.
     pub fsyncs: u64,
+    /// Segments rolled to.
+    pub rolls: u64,
+    /// Of those, segments that began as a pre-written spare.
+    pub rolls_prewritten: u64,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +63,8 @@ struct Counters {
     records: AtomicU64,
     bytes: AtomicU64,
     fsyncs: AtomicU64,
+    rolls: AtomicU64,
+    rolls_prewritten: AtomicU64,
 }
 
 /// A durable, segmented, append-only log in one directory.
@@ -69,6 +76,7 @@ struct Counters {
 pub struct Log {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
+    spare_maker: Option<JoinHandle<()>>,
     recovery: RecoveryReport,
     /// `close` ran (and fsynced); drop has nothing left to do.
     closed: bool,
@@ -85,6 +93,9 @@ struct Shared {
     /// Records below this offset may be read: written (and under `always`, fsynced).
     visible_next: AtomicU64,
     poison: Mutex<Option<String>>,
+    /// Keeps a pre-written spare segment ready (see `spare.rs`); only
+    /// under `always` with `preallocate_segments`.
+    spare: Option<Arc<SpareMaker>>,
     /// Held around every fsync of segment data and the poisoning that
     /// follows a failure. Linux reports a write-back error to one fsync
     /// only; serializing them means no fsync can succeed (and acknowledge
@@ -174,6 +185,13 @@ impl Log {
         }
 
         let (segments, recovery) = recover_segments(&dir, &config)?;
+        // Always made, to remove a spare left by a crash; kept only if used.
+        let spare = Arc::new(
+            SpareMaker::new(&dir, config.segment_bytes_max)
+                .ctx(|| format!("remove the old spare segment in {}", dir.display()))?,
+        );
+        let spare =
+            (config.preallocate_segments && config.fsync == FsyncPolicy::Always).then_some(spare);
         // What recovery kept may never have been fsynced (a crash before the
         // group commit, or an earlier run under `never`). Make it durable
         // before it counts as such: readers under `always` see it at once.
@@ -208,6 +226,7 @@ impl Log {
             synced: Condvar::new(),
             visible_next: AtomicU64::new(next_offset),
             poison: Mutex::new(None),
+            spare: spare.clone(),
             fsync_lock: Mutex::new(()),
             dir_synced: AtomicU64::new(0),
             counters: Counters::default(),
@@ -228,9 +247,19 @@ impl Log {
             }
             None => None,
         };
+        let spare_maker = match spare {
+            Some(spare) => Some(
+                std::thread::Builder::new()
+                    .name("eddy-log-spare".into())
+                    .spawn(move || spare.run())
+                    .ctx(|| "spawn the spare segment thread".into())?,
+            ),
+            None => None,
+        };
         Ok(Log {
             shared,
             flusher,
+            spare_maker,
             recovery,
             closed: false,
         })
@@ -318,6 +347,11 @@ impl Log {
                 return Err(err);
             }
             active.note_append(len, base + count, base, ts, cfg.index_interval_bytes);
+            if let Some(spare) = &s.spare
+                && active.len() * 2 >= cfg.segment_bytes_max
+            {
+                spare.request();
+            }
             st.next_offset = base + count;
             st.last_ts = ts;
             s.counters.batches.fetch_add(1, Ordering::Relaxed);
@@ -353,6 +387,8 @@ impl Log {
             records_appended: c.records.load(Ordering::Relaxed),
             bytes_appended: c.bytes.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            rolls: c.rolls.load(Ordering::Relaxed),
+            rolls_prewritten: c.rolls_prewritten.load(Ordering::Relaxed),
         }
     }
 
@@ -532,17 +568,24 @@ impl Log {
 
     /// Closes the log: stops the interval thread and fsyncs what was appended.
     pub fn close(mut self) -> Result<()> {
-        self.stop_flusher();
+        self.stop_threads();
         self.closed = true;
         let s = &*self.shared;
         s.check_poison()?;
         s.fsync_active().map(|_| ())
     }
 
-    fn stop_flusher(&mut self) {
+    /// Stops the background threads (interval fsync, spare segment).
+    fn stop_threads(&mut self) {
         if let Some(handle) = self.flusher.take() {
             *lock(&self.shared.stop) = true;
             self.shared.stopped.notify_all();
+            let _ = handle.join();
+        }
+        if let Some(handle) = self.spare_maker.take() {
+            if let Some(spare) = &self.shared.spare {
+                spare.stop();
+            }
             let _ = handle.join();
         }
     }
@@ -550,7 +593,7 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
-        self.stop_flusher();
+        self.stop_threads();
         let s = &*self.shared;
         if !self.closed && s.check_poison().is_ok() {
             let _ = s.fsync_active();
@@ -602,20 +645,39 @@ impl Shared {
             if fsync {
                 let _fsync = lock(&self.fsync_lock);
                 self.check_poison()?;
-                old.file
-                    .sync_data()
-                    .ctx(|| format!("fsync {}", old.path.display()))?;
+                let synced = if old.prewritten {
+                    // Cut the unused zeros; the new size must be durable too.
+                    old.file
+                        .set_len(old.len())
+                        .and_then(|()| old.file.sync_all())
+                } else {
+                    old.file.sync_data()
+                };
+                synced.ctx(|| format!("fsync {}", old.path.display()))?;
             }
             // Index files are derived and checked on open; if writing them
             // fails, open rebuilds them, so the roll goes on.
             let _ = old.write_index_files();
-            let new = Segment::create(&self.dir, st.next_offset, fsync)?;
+            let prewritten = match self.spare.as_deref() {
+                Some(spare) => Segment::create_from_spare(&self.dir, st.next_offset, spare)?,
+                None => None,
+            };
+            let new = match prewritten {
+                Some(seg) => seg,
+                None => Segment::create(&self.dir, st.next_offset, fsync)?,
+            };
             if fsync {
                 sync_dir(&self.dir)?;
             }
             Ok(new)
         })()
         .inspect_err(|e| self.set_poison(e))?;
+        self.counters.rolls.fetch_add(1, Ordering::Relaxed);
+        if new.prewritten {
+            self.counters
+                .rolls_prewritten
+                .fetch_add(1, Ordering::Relaxed);
+        }
         st.segments.push(Arc::new(new));
         if fsync {
             self.mark_durable(st.next_offset);

@@ -16,6 +16,7 @@ use crate::format::{
 };
 use crate::index::{IndexEntry, SegmentIndex};
 use crate::report::{RecoveryReport, Truncation};
+use crate::spare::SpareMaker;
 
 /// No timestamp yet (an empty segment).
 pub(crate) const NO_TIMESTAMP: i64 = i64::MIN;
@@ -48,6 +49,9 @@ pub(crate) struct Segment {
     first_ts: AtomicI64,
     last_ts: AtomicI64,
     index: RwLock<SegmentIndex>,
+    /// The file was pre-written with zeros to `segment_bytes_max`; sealing
+    /// cuts it to `len`.
+    pub(crate) prewritten: bool,
 }
 
 /// What a scan of batches found.
@@ -78,6 +82,34 @@ impl Segment {
         Ok(Segment::new(base, path, file, SEGMENT_HEADER_BYTES as u64))
     }
 
+    /// Turns the ready spare (a file of zeros) into the segment at `base`;
+    /// `None` if no spare is ready. The caller fsyncs the directory.
+    pub(crate) fn create_from_spare(
+        dir: &Path,
+        base: u64,
+        spare: &SpareMaker,
+    ) -> Result<Option<Segment>> {
+        let path = segment_path(dir, base, "log");
+        if !spare
+            .take_into(&path)
+            .ctx(|| format!("rename the spare segment to {}", path.display()))?
+        {
+            return Ok(None);
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .ctx(|| format!("open segment {}", path.display()))?;
+        file.write_all_at(&segment_header(base), 0)
+            .ctx(|| format!("write segment header {}", path.display()))?;
+        file.sync_data()
+            .ctx(|| format!("fsync new segment {}", path.display()))?;
+        let mut seg = Segment::new(base, path, file, SEGMENT_HEADER_BYTES as u64);
+        seg.prewritten = true;
+        Ok(Some(seg))
+    }
+
     fn new(base: u64, path: PathBuf, file: File, len: u64) -> Segment {
         Segment {
             base,
@@ -88,6 +120,7 @@ impl Segment {
             first_ts: AtomicI64::new(NO_TIMESTAMP),
             last_ts: AtomicI64::new(NO_TIMESTAMP),
             index: RwLock::new(SegmentIndex::default()),
+            prewritten: false,
         }
     }
 
@@ -241,7 +274,8 @@ impl Segment {
                     file_len,
                     index_interval_bytes,
                 )?;
-                if scan.defect.is_none() && scan.end == file_len {
+                if scan.defect.is_none() {
+                    seg.cut_zero_tail(scan.end, file_len)?;
                     seg.finish_scan(&scan);
                     return Ok(Some(seg));
                 }
@@ -255,13 +289,8 @@ impl Segment {
             file_len,
             index_interval_bytes,
         )?;
+        seg.cut_zero_tail(scan.end, file_len)?;
         if let Some((position, reason)) = &scan.defect {
-            seg.file
-                .set_len(*position)
-                .ctx(|| format!("truncate segment {}", path.display()))?;
-            seg.file
-                .sync_all()
-                .ctx(|| format!("fsync truncated segment {}", path.display()))?;
             report.truncations.push(Truncation {
                 path: path.clone(),
                 position: *position,
@@ -280,6 +309,24 @@ impl Segment {
                 .push(segment_path(dir, base, "index"));
         }
         Ok(Some(seg))
+    }
+
+    /// Cuts the file after `end`, the end of its valid data. What follows
+    /// is either a defect (reported by the caller) or the zeros of a
+    /// pre-written segment — or, after a crash, bytes of a batch whose
+    /// first page never reached the disk, so never fsynced nor
+    /// acknowledged. Cutting them means no stale byte can ever be read as
+    /// data once new batches are appended here.
+    fn cut_zero_tail(&self, end: u64, file_len: u64) -> Result<()> {
+        if end < file_len {
+            self.file
+                .set_len(end)
+                .ctx(|| format!("truncate segment {}", self.path.display()))?;
+            self.file
+                .sync_all()
+                .ctx(|| format!("fsync truncated segment {}", self.path.display()))?;
+        }
+        Ok(())
     }
 
     fn finish_scan(&mut self, scan: &Scan) {
@@ -332,6 +379,7 @@ impl Segment {
                         scan.defect = Some((pos, "torn batch at the end of the segment".into()));
                         break;
                     }
+                    Err(BatchDefect::End) => break,
                     Err(BatchDefect::Corrupt(why)) => {
                         scan.defect = Some((pos, why));
                         break;
@@ -455,6 +503,7 @@ pub(crate) fn corrupt(path: &Path, position: u64, defect: BatchDefect) -> LogErr
         reason: match defect {
             BatchDefect::Torn => "batch runs past the written end of the segment".into(),
             BatchDefect::Corrupt(why) => why,
+            BatchDefect::End => "a zero length field inside the written data".into(),
         },
     }
 }

@@ -646,7 +646,7 @@ fn check_segments(log: &Log, m: &Model, cfg: &LogConfig) -> Vec<SegmentInfo> {
 }
 
 /// The directory holds one `.log` per segment, index files for the sealed
-/// segments only, the lock file, and nothing else.
+/// segments only, the lock file, perhaps a spare segment, and nothing else.
 fn check_files(dir: &Path, segs: &[SegmentInfo]) {
     let mut logs = BTreeSet::new();
     let mut indexes = BTreeSet::new();
@@ -654,7 +654,7 @@ fn check_files(dir: &Path, segs: &[SegmentInfo]) {
     for entry in std::fs::read_dir(dir).expect("list dir") {
         let name = entry.expect("dir entry").file_name();
         let name = name.to_str().expect("UTF-8 name");
-        if name == "LOCK" {
+        if name == "LOCK" || name == "next-segment.spare" {
             continue;
         }
         let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
@@ -747,6 +747,7 @@ fn config_strategy() -> impl Strategy<Value = LogConfig> {
         retention,
         prop::option::weighted(0.2, 300u32..=1_000),
         prop::option::weighted(0.2, 200u32..=400),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -757,6 +758,7 @@ fn config_strategy() -> impl Strategy<Value = LogConfig> {
                 retention,
                 batch,
                 record,
+                preallocate_segments,
             )| {
                 let batch_bytes_max = batch
                     .map_or((segment_bytes_max - SEGMENT_HEADER_BYTES) as u32, |b| {
@@ -771,6 +773,7 @@ fn config_strategy() -> impl Strategy<Value = LogConfig> {
                     record_bytes_max,
                     batch_bytes_max,
                     retention,
+                    preallocate_segments,
                 }
             },
         )

@@ -518,3 +518,78 @@ fn absurd_segment_names_and_headers_are_refused_without_panic() {
         .expect("append after repair");
     assert_eq!(read_all(&log).len(), 1);
 }
+
+#[test]
+fn prewritten_zero_tail_ends_the_data_and_stale_bytes_never_revive() {
+    // Proves the recovery rule for pre-written segments (fsync=always with
+    // `preallocate_segments`): a zero length field ends a segment's data.
+    // (a) An active segment followed by zeros (a crash while appending into
+    // a pre-written file) opens with nothing to report, every record intact,
+    // and the zeros cut off. (b) If bytes of a batch lie beyond the zeros (a
+    // write whose first page never reached the disk, so never fsynced),
+    // they are cut too: after new appends land where they were, no reopen
+    // ever returns them.
+    let b = single_segment_log();
+    let seg = b.active_segment();
+    let data_end = b.batches.last().expect("batches").end;
+    let next = b.records.len() as u64;
+
+    // (a) zeros after the data.
+    let work = b.copy();
+    let path = segment_file(work.path(), seg, "log");
+    truncate(&path, data_end + 64 * 1024);
+    let log = b.open(work.path());
+    assert!(log.recovery().is_clean(), "{:?}", log.recovery());
+    assert_eq!(log.next_offset(), Offset(next));
+    assert_records(&read_all(&log), &b.records, "zero tail");
+    assert_eq!(
+        fs::metadata(&path).expect("stat").len(),
+        data_end,
+        "zeros cut"
+    );
+    drop(log);
+
+    // (b) zeros, then — exactly where the next eight appends will end — a
+    // well-formed batch with the very offset that would come next: what a
+    // crash can leave of writes that never reached the disk in order. Were
+    // the tail kept, a reopen after those appends would return the ghost.
+    let limits = eddy_log::format::Limits {
+        record_bytes_max: b.config.record_bytes_max,
+        batch_bytes_max: b.config.batch_bytes_max,
+    };
+    let new_records: Vec<Record> = (0..8u8)
+        .map(|i| Record::new(vec![i; 60]).with_key(format!("new-{i}")))
+        .collect();
+    let new_bytes: u64 = new_records
+        .iter()
+        .map(|r| {
+            let enc =
+                eddy_log::format::encode_batch(std::slice::from_ref(r), limits).expect("encode");
+            enc.as_bytes().len() as u64
+        })
+        .sum();
+    let mut ghost = eddy_log::format::encode_batch(&[Record::new("ghost")], limits).expect("ghost");
+    ghost.seal(next + 8, START_MS + 1_000_000);
+    let work = b.copy();
+    let path = segment_file(work.path(), seg, "log");
+    truncate(&path, data_end + new_bytes);
+    let mut f = OpenOptions::new().append(true).open(&path).expect("open");
+    std::io::Write::write_all(&mut f, ghost.as_bytes()).expect("write ghost batch");
+    drop(f);
+    let log = b.open(work.path());
+    assert_eq!(log.next_offset(), Offset(next));
+    assert_records(&read_all(&log), &b.records, "ghost after zeros");
+    let mut appended = b.records.clone();
+    for r in new_records {
+        let receipt = log.append(r.clone()).expect("append");
+        appended.push((r, receipt.timestamp_ms));
+    }
+    log.close().expect("close");
+    let log = b.open(work.path());
+    assert_records(&read_all(&log), &appended, "after new appends");
+    assert_eq!(
+        log.next_offset(),
+        Offset(appended.len() as u64),
+        "the ghost revived"
+    );
+}

@@ -154,11 +154,13 @@ fn cell_row(cell: &CellResult, baseline: &Baseline) -> Row {
         format!("{:.1}", cell.disk_mib_per_sec()),
         percent(cell.disk_mib_per_sec() / baseline.sequential.mib_per_sec()),
         format!(
-            "{} records in {}; {} fsyncs ({:.2} batches per fsync)",
+            "{} records in {}; {} fsyncs ({:.2} batches per fsync); {} rolls, {} into pre-written segments",
             grouped(cell.records as f64),
             units::duration(cell.elapsed),
             grouped(cell.stats.fsyncs as f64),
             cell.stats.batches_appended as f64 / cell.stats.fsyncs.max(1) as f64,
+            cell.stats.rolls,
+            cell.stats.rolls_prewritten,
         ),
     ]
 }
