@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use eddy_log::LogConfig;
+use eddy_log::{LogConfig, LogStats};
 
 use super::append::CellResult;
 use super::reopen::{self, Reopen};
@@ -154,15 +154,25 @@ fn cell_row(cell: &CellResult, baseline: &Baseline) -> Row {
         format!("{:.1}", cell.disk_mib_per_sec()),
         percent(cell.disk_mib_per_sec() / baseline.sequential.mib_per_sec()),
         format!(
-            "{} records in {}; {} fsyncs ({:.2} batches per fsync); {} rolls, {} into pre-written segments",
+            "{} records in {}; {}; {} rolls, {} into pre-written segments",
             grouped(cell.records as f64),
             units::duration(cell.elapsed),
-            grouped(cell.stats.fsyncs as f64),
-            cell.stats.batches_appended as f64 / cell.stats.fsyncs.max(1) as f64,
+            fsyncs_note(&cell.stats),
             cell.stats.rolls,
             cell.stats.rolls_prewritten,
         ),
     ]
+}
+
+fn fsyncs_note(stats: &LogStats) -> String {
+    match stats.fsyncs {
+        0 => "no fsync while appending".into(),
+        n => format!(
+            "{} fsyncs ({:.2} batches per fsync)",
+            grouped(n as f64),
+            stats.batches_appended as f64 / n as f64
+        ),
+    }
 }
 
 fn reopen_row(r: &Reopen) -> Row {
