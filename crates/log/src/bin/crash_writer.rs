@@ -7,11 +7,17 @@
 //! `cCYCLE-tTHREAD-sSEQ` .. `SEQ+COUNT-1` are at offsets BASE_OFFSET.. and
 //! were acknowledged as durable. Values are derived from keys
 //! ([`value_for`]), so the test can tell an intact record from a damaged one.
+//!
+//! `eddy-log-crash-writer --until-error DIR` is the child of
+//! `tests/poison_after_failed_write.rs`: it appends (one thread, `always`)
+//! until an append fails, printing `ack BASE_OFFSET COUNT` per success,
+//! then `error1 KIND` for the failure and `error2 KIND` for one more try,
+//! where KIND is `io`, `poisoned` or `other`.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use eddy_log::{FsyncPolicy, Log, LogConfig, Record};
+use eddy_log::{FsyncPolicy, Log, LogConfig, LogError, Record};
 
 /// The value stored with `key`: its bytes repeated to a length set by the key.
 fn value_for(key: &str) -> Vec<u8> {
@@ -21,6 +27,12 @@ fn value_for(key: &str) -> Vec<u8> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir] = &args[..]
+        && flag == "--until-error"
+    {
+        append_until_error(dir);
+        return;
+    }
     let [_, dir, cycle, threads] = &args[..] else {
         eprintln!("usage: eddy-log-crash-writer DIR CYCLE THREADS");
         std::process::exit(2);
@@ -60,5 +72,36 @@ fn main() {
         .collect();
     for w in workers {
         let _ = w.join();
+    }
+}
+
+fn append_until_error(dir: &str) {
+    let config = LogConfig {
+        fsync: FsyncPolicy::Always,
+        segment_bytes_max: 1024 * 1024,
+        ..LogConfig::default()
+    };
+    let log = Log::open(dir, config).expect("open log");
+    let kind = |e: &LogError| match e {
+        LogError::Io { .. } => "io",
+        LogError::Poisoned { .. } => "poisoned",
+        _ => "other",
+    };
+    let mut out = std::io::stdout().lock();
+    for seq in 0u64.. {
+        let key = format!("p-s{seq}");
+        let records = vec![Record::new(value_for(&key)).with_key(key); 4];
+        match log.append_batch(&records) {
+            Ok(receipt) => writeln!(out, "ack {} {}", receipt.base_offset.0, records.len()),
+            Err(e) => {
+                writeln!(out, "error1 {} {e}", kind(&e)).expect("stdout");
+                let again = log
+                    .append_batch(&records)
+                    .expect_err("a poisoned log refuses appends");
+                writeln!(out, "error2 {} {again}", kind(&again)).expect("stdout");
+                return;
+            }
+        }
+        .expect("stdout");
     }
 }
