@@ -21,8 +21,13 @@ pub enum LogError {
     /// An earlier fsync or write failed. The page cache can no longer be
     /// trusted to hold what was written, so the log refuses further appends
     /// rather than acknowledge writes it cannot vouch for. Reopen the log
-    /// to recover from what is on disk.
-    #[error("log is poisoned by an earlier failed write or fsync ({cause}); reopen it to recover")]
+    /// to recover from what is on disk — after a failed fsync, from a new
+    /// process, since this one's page cache may hold pages that never
+    /// reached the disk.
+    #[error(
+        "log is poisoned by an earlier failed write or fsync ({cause}); reopen it to recover \
+         (after a failed fsync, from a new process)"
+    )]
     Poisoned {
         /// The failure that poisoned the log.
         cause: String,

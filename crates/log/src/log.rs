@@ -19,6 +19,10 @@ use crate::segment::{
 };
 use crate::spare::SpareMaker;
 
+/// Log directories on which an fsync failed in this process; see
+/// `Shared::note_fsync_failure`.
+static FSYNC_FAILED_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 /// The largest offset a log hands out (2^62): far beyond any real log, and
 /// low enough that offset arithmetic on data read from disk cannot overflow.
 pub(crate) const OFFSET_MAX: u64 = 1 << 62;
@@ -176,6 +180,16 @@ impl Log {
             .write(true)
             .open(&lock_path)
             .ctx(|| format!("open {}", lock_path.display()))?;
+        let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        if lock(&FSYNC_FAILED_DIRS).contains(&canonical) {
+            return Err(LogError::Poisoned {
+                cause: format!(
+                    "an fsync failed on {} earlier in this process, so its page cache may hold \
+                     data that is not on disk; open it from a new process",
+                    dir.display()
+                ),
+            });
+        }
         match dir_lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: dir }),
@@ -570,9 +584,7 @@ impl Log {
     pub fn close(mut self) -> Result<()> {
         self.stop_threads();
         self.closed = true;
-        let s = &*self.shared;
-        s.check_poison()?;
-        s.fsync_active().map(|_| ())
+        self.shared.close()
     }
 
     /// Stops the background threads (interval fsync, spare segment).
@@ -594,14 +606,31 @@ impl Log {
 impl Drop for Log {
     fn drop(&mut self) {
         self.stop_threads();
-        let s = &*self.shared;
-        if !self.closed && s.check_poison().is_ok() {
-            let _ = s.fsync_active();
+        if !self.closed {
+            let _ = self.shared.close();
         }
     }
 }
 
 impl Shared {
+    /// fsyncs what was appended and cuts a pre-written active segment to
+    /// its data, so a clean reopen finds no zeros to check.
+    fn close(&self) -> Result<()> {
+        self.check_poison()?;
+        self.fsync_active()?;
+        let active = Arc::clone(lock(&self.state).active());
+        if active.prewritten {
+            let _fsync = lock(&self.fsync_lock);
+            active
+                .file
+                .set_len(active.len())
+                .and_then(|()| active.file.sync_all())
+                .ctx(|| format!("cut {} to its data", active.path.display()))
+                .inspect_err(|e| self.note_fsync_failure(e))?;
+        }
+        Ok(())
+    }
+
     fn check_poison(&self) -> Result<()> {
         match &*lock(&self.poison) {
             Some(cause) => Err(LogError::Poisoned {
@@ -613,6 +642,18 @@ impl Shared {
 
     fn set_poison(&self, err: &LogError) {
         lock(&self.poison).get_or_insert_with(|| err.to_string());
+        self.synced.notify_all();
+    }
+
+    /// Poisons the log after a failed fsync, and remembers for this process
+    /// that the log's directory must not be reopened here: after a failed
+    /// write-back, Linux may keep the lost pages in the page cache marked
+    /// clean, so a reopen in this process could read data that is not on
+    /// disk and build on it.
+    fn note_fsync_failure(&self, err: &LogError) {
+        self.set_poison(err);
+        let dir = fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        lock(&FSYNC_FAILED_DIRS).push(dir);
     }
 
     fn roll_due(&self, st: &State, batch_len: u64, count: u64, ts: i64) -> bool {
@@ -653,7 +694,11 @@ impl Shared {
                 } else {
                     old.file.sync_data()
                 };
-                synced.ctx(|| format!("fsync {}", old.path.display()))?;
+                // Poison before the lock is released: no other fsync may
+                // run on this file in between and succeed unseen.
+                synced
+                    .ctx(|| format!("fsync {}", old.path.display()))
+                    .inspect_err(|e| self.note_fsync_failure(e))?;
             }
             // Index files are derived and checked on open; if writing them
             // fails, open rebuilds them, so the roll goes on.
@@ -721,8 +766,7 @@ impl Shared {
         self.check_poison()?;
         let fail = |path: &Path, e: std::io::Error| {
             let err = LogError::io(format!("fsync {}", path.display()), e);
-            self.set_poison(&err);
-            self.synced.notify_all();
+            self.note_fsync_failure(&err);
             err
         };
         for seg in &sealed {

@@ -249,13 +249,17 @@ impl Segment {
             if !active {
                 return Ok(None);
             }
-            // A segment created just before a crash: start it afresh.
-            report.truncations.push(Truncation {
-                path: path.clone(),
-                position: 0,
-                bytes_removed: file_len,
-                reason,
-            });
+            // A segment created just before a crash: start it afresh. A file
+            // of zeros is a spare renamed in before its header was written:
+            // it never held data, so there is nothing to report.
+            if !is_zero(&file, 0, file_len).ctx(|| format!("read {}", path.display()))? {
+                report.truncations.push(Truncation {
+                    path: path.clone(),
+                    position: 0,
+                    bytes_removed: file_len,
+                    reason,
+                });
+            }
             drop(file);
             let seg = Segment::create(dir, base, true)?;
             return Ok(Some(seg));
@@ -273,6 +277,7 @@ impl Segment {
                     last.timestamp_ms,
                     file_len,
                     index_interval_bytes,
+                    active,
                 )?;
                 if scan.defect.is_none() {
                     seg.cut_zero_tail(scan.end, file_len)?;
@@ -288,6 +293,7 @@ impl Segment {
             NO_TIMESTAMP,
             file_len,
             index_interval_bytes,
+            active,
         )?;
         seg.cut_zero_tail(scan.end, file_len)?;
         if let Some((position, reason)) = &scan.defect {
@@ -361,6 +367,7 @@ impl Segment {
         prev_ts: i64,
         end: u64,
         index_interval_bytes: u32,
+        active: bool,
     ) -> Result<Scan> {
         let mut window = Window::default();
         let mut scan = Scan {
@@ -379,7 +386,25 @@ impl Segment {
                         scan.defect = Some((pos, "torn batch at the end of the segment".into()));
                         break;
                     }
-                    Err(BatchDefect::End) => break,
+                    Err(BatchDefect::End) => {
+                        // The end of a pre-written active segment's data,
+                        // if only zeros follow. Anything else is a defect:
+                        // a sealed segment was cut to its data when sealed.
+                        if !active {
+                            scan.defect =
+                                Some((pos, "zero length field in a sealed segment".into()));
+                        } else if !is_zero(&self.file, pos, end)
+                            .ctx(|| format!("read {}", self.path.display()))?
+                        {
+                            scan.defect = Some((
+                                pos,
+                                "zero length field followed by other bytes (writes that reached \
+                                 the disk out of order, never fsynced)"
+                                    .into(),
+                            ));
+                        }
+                        break;
+                    }
                     Err(BatchDefect::Corrupt(why)) => {
                         scan.defect = Some((pos, why));
                         break;
@@ -426,6 +451,21 @@ impl Segment {
 
 fn segment_path_sibling(log_path: &Path, ext: &str) -> PathBuf {
     log_path.with_extension(ext)
+}
+
+/// Whether bytes `from..to` of `file` are all zero.
+fn is_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; SCAN_WINDOW_BYTES];
+    let mut pos = from;
+    while pos < to {
+        let n = (to - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
 
 /// Removes the index files that belong beside a segment, if present.

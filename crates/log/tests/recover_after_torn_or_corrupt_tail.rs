@@ -527,8 +527,8 @@ fn prewritten_zero_tail_ends_the_data_and_stale_bytes_never_revive() {
     // a pre-written file) opens with nothing to report, every record intact,
     // and the zeros cut off. (b) If bytes of a batch lie beyond the zeros (a
     // write whose first page never reached the disk, so never fsynced),
-    // they are cut too: after new appends land where they were, no reopen
-    // ever returns them.
+    // they are cut too, and reported: after new appends land where they
+    // were, no reopen ever returns them.
     let b = single_segment_log();
     let seg = b.active_segment();
     let data_end = b.batches.last().expect("batches").end;
@@ -579,6 +579,9 @@ fn prewritten_zero_tail_ends_the_data_and_stale_bytes_never_revive() {
     let log = b.open(work.path());
     assert_eq!(log.next_offset(), Offset(next));
     assert_records(&read_all(&log), &b.records, "ghost after zeros");
+    let cuts = &log.recovery().truncations;
+    assert_eq!(cuts.len(), 1, "non-zero bytes after the zeros are reported");
+    assert_eq!(cuts[0].position, data_end, "{cuts:?}");
     let mut appended = b.records.clone();
     for r in new_records {
         let receipt = log.append(r.clone()).expect("append");
