@@ -121,3 +121,32 @@ fn bench_log_help_lists_its_options() {
         assert!(stdout.contains(flag), "{flag} missing from {stdout}");
     }
 }
+
+#[test]
+fn log_append_refuses_a_line_longer_than_a_record() {
+    // Proves a stdin line longer than `record_bytes_max` is refused with an
+    // error naming the setting (and is not read whole into memory), and
+    // nothing is appended.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let mut child = eddy(&["log", "append", "--dir", dir_arg(&dir)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start eddy");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // eddy stops reading once the line passes the limit; the rest of this
+    // write may then fail with a broken pipe, which is expected.
+    let _ = stdin.write_all(&vec![b'a'; 3 * 1024 * 1024]);
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait for eddy");
+    assert!(!out.status.success(), "a 3 MiB line was accepted");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("record_bytes_max"), "{stderr}");
+    let read = eddy(&["log", "read", "--dir", dir_arg(&dir)])
+        .output()
+        .expect("run eddy");
+    assert!(read.status.success(), "{}", text(&read.stderr));
+    assert_eq!(text(&read.stdout), "", "nothing was appended");
+}

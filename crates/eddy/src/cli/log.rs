@@ -113,9 +113,19 @@ fn append_lines(
     let mut batch = Vec::with_capacity(APPEND_BATCH_RECORDS);
     let mut batch_bytes = 0;
     let mut line = Vec::new();
+    // A line longer than a record may be is refused, not read whole into memory.
+    let line_bytes_max = u64::from(log.config().record_bytes_max);
     loop {
         line.clear();
-        let n = input.read_until(b'\n', &mut line).context("read stdin")?;
+        let n = io::Read::take(&mut input, line_bytes_max + 2)
+            .read_until(b'\n', &mut line)
+            .context("read stdin")?;
+        if n as u64 > line_bytes_max && !line.ends_with(b"\n") {
+            bail!(
+                "a line of stdin is longer than `record_bytes_max` = {line_bytes_max} bytes; \
+                 split it or raise the limit"
+            );
+        }
         if n > 0 {
             let record = Record::new(Bytes::copy_from_slice(strip_newline(&line)));
             batch_bytes += record.value.len();
