@@ -130,7 +130,9 @@ impl SpareMaker {
 
     /// Asks for a spare to be made, if none is asked for yet.
     pub(crate) fn request(&self) {
-        if self.wanted.swap(true, Ordering::AcqRel) {
+        // A plain load first: appends call this on every batch once the
+        // active segment is half full, and most calls find it asked already.
+        if self.wanted.load(Ordering::Acquire) || self.wanted.swap(true, Ordering::AcqRel) {
             return;
         }
         self.state().wanted = true;
