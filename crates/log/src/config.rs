@@ -127,6 +127,11 @@ pub struct LogConfig {
     /// `docs/benchmarks.md` for its effect. Ignored under `interval` and
     /// `never`, whose fsyncs are rare.
     pub preallocate_segments: bool,
+    /// Hold an exclusive lock on the directory (a `LOCK` file, kept open)
+    /// so that a second writer fails with `Locked`. Turn it off only when
+    /// the caller guarantees one writer itself, as the broker does with its
+    /// own lock: it saves one open file per log.
+    pub lock_dir: bool,
 }
 
 impl Default for LogConfig {
@@ -140,6 +145,7 @@ impl Default for LogConfig {
             batch_bytes_max: 16 * 1024 * 1024,
             retention: RetentionPolicy::FOREVER,
             preallocate_segments: true,
+            lock_dir: true,
         }
     }
 }

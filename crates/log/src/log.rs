@@ -110,7 +110,7 @@ struct Shared {
     counters: Counters,
     stop: Mutex<bool>,
     stopped: Condvar,
-    _dir_lock: File,
+    _dir_lock: Option<File>,
 }
 
 #[derive(Debug)]
@@ -173,13 +173,6 @@ impl Log {
             let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
             sync_dir(parent.unwrap_or(Path::new(".")))?;
         }
-        let lock_path = dir.join("LOCK");
-        let dir_lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .ctx(|| format!("open {}", lock_path.display()))?;
         let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
         if lock(&FSYNC_FAILED_DIRS).contains(&canonical) {
             return Err(LogError::Poisoned {
@@ -190,13 +183,11 @@ impl Log {
                 ),
             });
         }
-        match dir_lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: dir }),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(LogError::io(format!("lock {}", lock_path.display()), e));
-            }
-        }
+        let dir_lock = if config.lock_dir {
+            Some(lock_dir(&dir)?)
+        } else {
+            None
+        };
 
         let (segments, recovery) = recover_segments(&dir, &config)?;
         // Always made, to remove a spare left by a crash; kept only if used.
@@ -302,6 +293,19 @@ impl Log {
     /// Appends records as one batch with consecutive offsets and one append
     /// time. Returns once the batch is durable per the [`FsyncPolicy`].
     pub fn append_batch(&self, records: &[Record]) -> Result<AppendReceipt> {
+        let receipt = self.write_batch(records)?;
+        self.wait_durable(Offset(receipt.last_offset.0 + 1))?;
+        Ok(receipt)
+    }
+
+    /// Writes records as one batch, like [`Log::append_batch`], but returns
+    /// as soon as the batch is in the file, before any fsync. Under
+    /// `always` the batch is neither durable nor readable until an fsync
+    /// covers it: call [`Log::wait_durable`] before acknowledging it. This
+    /// lets a caller write under its own lock and wait for the group commit
+    /// outside it, or write records whose durability may lag (they become
+    /// durable with the next fsync of anything later).
+    pub fn write_batch(&self, records: &[Record]) -> Result<AppendReceipt> {
         let s = &*self.shared;
         let cfg = &s.config;
         let limits = Limits {
@@ -380,10 +384,17 @@ impl Log {
                 timestamp_ms: ts,
             }
         };
-        if cfg.fsync == FsyncPolicy::Always {
-            s.wait_durable(receipt.last_offset.0 + 1)?;
-        }
         Ok(receipt)
+    }
+
+    /// Returns once every record below `next` is durable per the policy:
+    /// under `always`, after an fsync that covers it (joining or leading a
+    /// group commit); under `interval` and `never`, at once.
+    pub fn wait_durable(&self, next: Offset) -> Result<()> {
+        if self.shared.config.fsync == FsyncPolicy::Always {
+            self.shared.wait_durable(next.0)?;
+        }
+        Ok(())
     }
 
     /// Forces everything appended so far to stable storage, whatever the policy.
@@ -416,6 +427,13 @@ impl Log {
     /// gets, once appends in flight complete.
     pub fn next_offset(&self) -> Offset {
         Offset(self.shared.visible_next.load(Ordering::Acquire))
+    }
+
+    /// The offset the next append gets: every record below it is in the
+    /// file, though under `always` not all of them may be durable (and
+    /// readable) yet.
+    pub fn next_offset_written(&self) -> Offset {
+        Offset(lock(&self.shared.state).next_offset)
     }
 
     /// The last readable offset, if the log holds any record.
@@ -565,18 +583,23 @@ impl Log {
             if !(expired(&head) || over_bytes || over_records) {
                 break;
             }
-            head.delete_files()
-                .ctx(|| format!("delete segment {}", head.path.display()))?;
-            st.segments.remove(0);
-            st.unsynced_sealed.retain(|seg| !Arc::ptr_eq(seg, &head));
-            report.segments_deleted.push(Offset(head.base));
-            report.records_deleted += head.next_offset() - head.base;
-            report.bytes_deleted += head.len();
+            delete_head(&mut st, &mut report)?;
         }
-        if !report.segments_deleted.is_empty() && s.config.fsync != FsyncPolicy::Never {
-            sync_dir(&s.dir).inspect_err(|e| s.set_poison(e))?;
+        s.finish_deletion(&st, &mut report)?;
+        Ok(report)
+    }
+
+    /// Deletes the oldest sealed segments whose records all lie below
+    /// `offset`: for a caller that knows it no longer needs them (a journal
+    /// compacted into a snapshot). The active segment is never deleted.
+    pub fn delete_before(&self, offset: Offset) -> Result<RetentionReport> {
+        let s = &*self.shared;
+        let mut report = RetentionReport::default();
+        let mut st = lock(&s.state);
+        while st.segments.len() > 1 && st.segments[0].next_offset() <= offset.0 {
+            delete_head(&mut st, &mut report)?;
         }
-        report.first_offset = Offset(st.segments[0].base);
+        s.finish_deletion(&st, &mut report)?;
         Ok(report)
     }
 
@@ -613,6 +636,16 @@ impl Drop for Log {
 }
 
 impl Shared {
+    /// After deleting head segments: makes the deletions durable (unless
+    /// under `never`) and reports the new first offset.
+    fn finish_deletion(&self, st: &State, report: &mut RetentionReport) -> Result<()> {
+        if !report.segments_deleted.is_empty() && self.config.fsync != FsyncPolicy::Never {
+            sync_dir(&self.dir).inspect_err(|e| self.set_poison(e))?;
+        }
+        report.first_offset = Offset(st.segments[0].base);
+        Ok(())
+    }
+
     /// fsyncs what was appended and cuts a pre-written active segment to
     /// its data, so a clean reopen finds no zeros to check.
     fn close(&self) -> Result<()> {
@@ -844,6 +877,39 @@ impl Shared {
             if durable < written && self.fsync_active().is_err() {
                 return; // poisoned: appends now fail
             }
+        }
+    }
+}
+
+/// Deletes the oldest segment's files and forgets it.
+fn delete_head(st: &mut State, report: &mut RetentionReport) -> Result<()> {
+    let head = Arc::clone(&st.segments[0]);
+    head.delete_files()
+        .ctx(|| format!("delete segment {}", head.path.display()))?;
+    st.segments.remove(0);
+    st.unsynced_sealed.retain(|seg| !Arc::ptr_eq(seg, &head));
+    report.segments_deleted.push(Offset(head.base));
+    report.records_deleted += head.next_offset() - head.base;
+    report.bytes_deleted += head.len();
+    Ok(())
+}
+
+/// Takes the exclusive lock on a log directory: its `LOCK` file, held open.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let lock_path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .ctx(|| format!("open {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(LogError::Locked {
+            path: dir.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(LogError::io(format!("lock {}", lock_path.display()), e))
         }
     }
 }

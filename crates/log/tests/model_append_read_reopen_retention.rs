@@ -774,6 +774,7 @@ fn config_strategy() -> impl Strategy<Value = LogConfig> {
                     batch_bytes_max,
                     retention,
                     preallocate_segments,
+                    lock_dir: true,
                 }
             },
         )

@@ -1,0 +1,51 @@
+//! The embedded broker's settings.
+
+use eddy_bus::EventLimits;
+use eddy_log::FsyncPolicy;
+
+/// Settings of an embedded broker. [`BrokerConfig::default`] suits a laptop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfig {
+    /// Durability of publishes and consumer state (acks, nacks, seeks):
+    /// `always` (the default) fsyncs before acknowledging, with group
+    /// commit; `interval(ms)` and `never` trade that for speed.
+    pub fsync: FsyncPolicy,
+    /// Publishing to a topic that does not exist creates it (with one
+    /// partition) instead of failing with `TopicNotFound`.
+    pub auto_create_topics: bool,
+    /// Event size limits.
+    pub event_limits: EventLimits,
+    /// Segment size of each partition's log.
+    pub segment_bytes_max: u64,
+    /// Pre-write segment files (see `eddy_log::LogConfig`); costs a
+    /// background thread per partition log under `always`.
+    pub preallocate_segments: bool,
+    /// Segment size of the state journal.
+    pub journal_segment_bytes_max: u64,
+    /// Write a state snapshot (and delete the journal before it) once this
+    /// many journal bytes were written since the last one.
+    pub snapshot_journal_bytes: u64,
+    /// Period of the background timer thread that expires leases, raises
+    /// dead-letter alerts, wakes waiting consumers for due retries, applies
+    /// retention and writes snapshots. `None` runs none of that in the
+    /// background (tests with a manual clock); fetches still expire leases.
+    pub timer_interval_ms: Option<u64>,
+    /// How often the timer thread applies topic retention.
+    pub retention_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            fsync: FsyncPolicy::Always,
+            auto_create_topics: false,
+            event_limits: EventLimits::default(),
+            segment_bytes_max: 64 * 1024 * 1024,
+            preallocate_segments: false,
+            journal_segment_bytes_max: 64 * 1024 * 1024,
+            snapshot_journal_bytes: 64 * 1024 * 1024,
+            timer_interval_ms: Some(100),
+            retention_interval_ms: 10_000,
+        }
+    }
+}

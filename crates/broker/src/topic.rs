@@ -1,0 +1,329 @@
+//! A topic: one `eddy-log` log per partition, the dedup window, publishing
+//! and reading.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use eddy_bus::name::partition_for_key;
+use eddy_bus::{
+    BusError, Event, Offset, Partition, PartitionInfo, Published, Result, StoredEvent, TopicConfig,
+};
+use eddy_log::{Clock, Log, LogConfig, Record, RetentionPolicy};
+
+use crate::codec::{Meta, event_to_record, record_event_id, record_to_event};
+use crate::error::from_log;
+use crate::journal::TopicId;
+
+/// Bytes one read of a partition asks the log for at most.
+const READ_BYTES_MAX: usize = 4 << 20;
+
+/// Remembered event ids of a topic, oldest first.
+#[derive(Debug, Default)]
+struct Dedup {
+    ids: HashMap<String, (u32, u64)>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl Dedup {
+    fn insert(&mut self, id: String, at: (u32, u64), ts: i64) {
+        if self.ids.insert(id.clone(), at).is_none() {
+            self.order.push_back((ts, id));
+        }
+    }
+
+    /// Forgets ids older than the window or beyond its size.
+    fn trim(&mut self, now: i64, window: &eddy_bus::DedupWindow) {
+        let oldest = now.saturating_sub_unsigned(window.age_ms);
+        while let Some((ts, id)) = self.order.front() {
+            if *ts >= oldest && self.order.len() <= window.entries_max as usize {
+                break;
+            }
+            self.ids.remove(id);
+            self.order.pop_front();
+        }
+    }
+}
+
+/// A topic and its partitions.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub(crate) id: TopicId,
+    pub(crate) name: String,
+    pub(crate) config: TopicConfig,
+    pub(crate) logs: Vec<Log>,
+    dedup: Mutex<Dedup>,
+    round_robin: AtomicU32,
+    pub(crate) published: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+}
+
+/// What a publish must wait for before it is acknowledged.
+#[derive(Debug)]
+pub(crate) struct PendingPublish {
+    pub(crate) results: Vec<Published>,
+    /// Per partition, the offset below which everything must be durable.
+    wait: Vec<(u32, u64)>,
+}
+
+impl Topic {
+    /// Opens (creating if needed) the partitions under `dir` and rebuilds
+    /// the dedup window from their recent events.
+    pub(crate) fn open(
+        id: TopicId,
+        name: String,
+        config: TopicConfig,
+        dir: &Path,
+        log_config: &LogConfig,
+        clock: &Arc<dyn Clock>,
+    ) -> Result<Topic> {
+        let mut log_config = log_config.clone();
+        log_config.retention = RetentionPolicy {
+            age_max_ms: config.retention.age_max_ms,
+            bytes_max: config.retention.bytes_max,
+            records_max: config.retention.events_max,
+        };
+        let mut logs = Vec::with_capacity(config.partitions as usize);
+        for p in 0..config.partitions {
+            let log = Log::open_with_clock(
+                dir.join(p.to_string()),
+                log_config.clone(),
+                Arc::clone(clock),
+            )
+            .map_err(from_log)?;
+            logs.push(log);
+        }
+        let topic = Topic {
+            id,
+            name,
+            config,
+            logs,
+            dedup: Mutex::new(Dedup::default()),
+            round_robin: AtomicU32::new(0),
+            published: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+        };
+        topic.rebuild_dedup(clock.now_ms())?;
+        Ok(topic)
+    }
+
+    /// Reads the ids published within the dedup window back into memory.
+    fn rebuild_dedup(&self, now: i64) -> Result<()> {
+        let window = self.config.dedup;
+        let since = now.saturating_sub_unsigned(window.age_ms);
+        let mut found: Vec<(i64, String, (u32, u64))> = Vec::new();
+        for (p, log) in self.logs.iter().enumerate() {
+            let Some(mut at) = log.offset_for_timestamp(since).map_err(from_log)? else {
+                continue;
+            };
+            let end = log.next_offset().0;
+            while at.0 < end {
+                let batches = log.read(at, READ_BYTES_MAX).map_err(from_log)?;
+                if batches.is_empty() {
+                    break;
+                }
+                for b in &batches {
+                    for r in b.records().filter(|r| r.offset >= at) {
+                        let id = record_event_id(&r.value)?;
+                        found.push((r.timestamp_ms, id, (p as u32, r.offset.0)));
+                    }
+                    at = b.next_offset();
+                }
+            }
+        }
+        found.sort_by_key(|(ts, _, at)| (*ts, *at));
+        let mut dedup = self.lock_dedup();
+        for (ts, id, at) in found {
+            dedup.insert(id, at, ts);
+        }
+        dedup.trim(now, &window);
+        Ok(())
+    }
+
+    fn lock_dedup(&self) -> std::sync::MutexGuard<'_, Dedup> {
+        self.dedup.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn log(&self, partition: Partition) -> Result<&Log> {
+        self.logs
+            .get(partition.0 as usize)
+            .ok_or_else(|| BusError::PartitionNotFound {
+                topic: self.name.clone(),
+                partition,
+                partitions: self.config.partitions,
+            })
+    }
+
+    fn partition_for(&self, event: &Event) -> u32 {
+        match &event.key {
+            Some(k) => partition_for_key(k.as_bytes(), self.config.partitions),
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % self.config.partitions,
+        }
+    }
+
+    /// Writes events (ids assigned, already validated), dropping those whose
+    /// id is in the dedup window unless `dedup` is off. Returns where each
+    /// one is; call [`Topic::wait_durable`] before acknowledging.
+    pub(crate) fn write(&self, events: &[Event], now: i64, dedup: bool) -> Result<PendingPublish> {
+        let mut results: Vec<Option<Published>> = vec![None; events.len()];
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.config.partitions as usize];
+        let mut wait: HashMap<u32, u64> = HashMap::new();
+        let mut d = self.lock_dedup();
+        d.trim(now, &self.config.dedup);
+        let mut in_batch: HashMap<&str, usize> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if dedup {
+                if let Some(&(p, o)) = d.ids.get(&e.id) {
+                    results[i] = Some(Published {
+                        partition: Partition(p),
+                        offset: Offset(o),
+                        duplicate: true,
+                    });
+                    let w = wait.entry(p).or_default();
+                    *w = (*w).max(o + 1);
+                    continue;
+                }
+                if *in_batch.entry(&e.id).or_insert(i) != i {
+                    continue; // filled in once the first one has its offset
+                }
+            }
+            groups[self.partition_for(e) as usize].push(i);
+        }
+        let mut written = 0u64;
+        for (p, idx) in groups.iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let records: Vec<Record> = idx.iter().map(|&i| event_to_record(&events[i])).collect();
+            let receipt = self.logs[p].write_batch(&records).map_err(from_log)?;
+            for (k, &i) in idx.iter().enumerate() {
+                let offset = receipt.base_offset.0 + k as u64;
+                results[i] = Some(Published {
+                    partition: Partition(p as u32),
+                    offset: Offset(offset),
+                    duplicate: false,
+                });
+                if dedup {
+                    d.insert(
+                        events[i].id.clone(),
+                        (p as u32, offset),
+                        receipt.timestamp_ms,
+                    );
+                }
+            }
+            written += idx.len() as u64;
+            wait.insert(p as u32, receipt.last_offset.0 + 1);
+        }
+        d.trim(now, &self.config.dedup);
+        drop(d);
+        // Duplicates within the batch point at their first occurrence.
+        let mut out = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let r = match results[i] {
+                Some(r) => r,
+                None => {
+                    let first = in_batch[e.id.as_str()];
+                    let r = results[first].ok_or_else(|| {
+                        BusError::Storage("a batch duplicate lost its original".into())
+                    })?;
+                    Published {
+                        duplicate: true,
+                        ..r
+                    }
+                }
+            };
+            out.push(r);
+        }
+        self.published.fetch_add(written, Ordering::Relaxed);
+        self.duplicates
+            .fetch_add(events.len() as u64 - written, Ordering::Relaxed);
+        Ok(PendingPublish {
+            results: out,
+            wait: wait.into_iter().collect(),
+        })
+    }
+
+    /// Waits until everything a publish wrote (or pointed at) is durable.
+    pub(crate) fn wait_durable(&self, p: &PendingPublish) -> Result<()> {
+        for &(part, next) in &p.wait {
+            self.logs[part as usize]
+                .wait_durable(eddy_log::Offset(next))
+                .map_err(from_log)?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` events of `partition` from `from` on (from the first
+    /// held if `from` is below it).
+    pub(crate) fn read(&self, partition: u32, from: u64, max: usize) -> Result<Vec<StoredEvent>> {
+        let log = self.log(Partition(partition))?;
+        let from = from.max(log.first_offset().0);
+        let end = log.next_offset().0;
+        let mut out = Vec::new();
+        let mut at = from;
+        while at < end && out.len() < max {
+            let want = (max - out.len())
+                .saturating_mul(1024)
+                .clamp(64 << 10, READ_BYTES_MAX);
+            let batches = match log.read(eddy_log::Offset(at), want) {
+                Ok(b) => b,
+                // Retention deleted it meanwhile: go on from what is held.
+                Err(eddy_log::LogError::OffsetBeforeStart { first, .. }) => {
+                    at = first.0;
+                    continue;
+                }
+                Err(e) => return Err(from_log(e)),
+            };
+            if batches.is_empty() {
+                break;
+            }
+            for b in &batches {
+                for r in b.records().filter(|r| r.offset.0 >= at) {
+                    if out.len() >= max {
+                        break;
+                    }
+                    out.push(record_to_event(&self.name, partition, &r)?.0);
+                }
+                at = b.next_offset().0;
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
+    /// The stored record at `offset` with its broker metadata headers.
+    pub(crate) fn get(&self, partition: u32, offset: u64) -> Result<Option<(StoredEvent, Meta)>> {
+        let log = self.log(Partition(partition))?;
+        if offset < log.first_offset().0 || offset >= log.next_offset().0 {
+            return Ok(None);
+        }
+        let batches = match log.read(eddy_log::Offset(offset), 1) {
+            Ok(b) => b,
+            Err(eddy_log::LogError::OffsetBeforeStart { .. }) => return Ok(None),
+            Err(e) => return Err(from_log(e)),
+        };
+        for b in &batches {
+            if let Some(r) = b.records().find(|r| r.offset.0 == offset) {
+                return record_to_event(&self.name, partition, &r).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn partition_infos(&self) -> Vec<PartitionInfo> {
+        self.logs
+            .iter()
+            .enumerate()
+            .map(|(p, log)| PartitionInfo {
+                partition: Partition(p as u32),
+                first_offset: Offset(log.first_offset().0),
+                next_offset: Offset(log.next_offset().0),
+                size_bytes: log.segments().iter().map(|s| s.size_bytes).sum(),
+            })
+            .collect()
+    }
+}
