@@ -88,6 +88,7 @@ macro_rules! bus_conformance_tests {
             subscription_start_positions,
             fan_out_to_every_subscription,
             shared_consumers_split_the_events,
+            point_to_point_consumer_lost_mid_lease,
             // delivery
             fetch_leases_and_ack,
             lease_expiry_is_a_failed_attempt,

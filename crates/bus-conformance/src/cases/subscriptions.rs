@@ -459,3 +459,60 @@ pub async fn shared_consumers_split_the_events<H: Harness>(h: &H) {
     }
     assert_disjoint_cover(&taken, &second);
 }
+
+pub async fn point_to_point_consumer_lost_mid_lease<H: Harness>(h: &H) {
+    // Proves: when one of three consumers disappears holding leases, none
+    // of its events is lost: once the lease and the retry backoff have
+    // passed they go to the others (as second attempts), and every event
+    // is acked exactly once overall.
+    let (bus, env) = h.open().await;
+    create_topic(&bus, "jobs", 2).await;
+    create_sub(&bus, "workers", earliest("jobs").ack_wait_ms(5_000)).await;
+    let all: Vec<String> = (0..24).map(|i| format!("job-{i:02}")).collect();
+    for id in &all {
+        publish(&bus, "jobs", event(id)).await;
+    }
+    let lost = fetch(&bus, "workers", 5).await;
+    assert_eq!(lost.len(), 5, "the doomed consumer takes five");
+    // The other two drain the rest, taking turns.
+    let mut taken = vec![Vec::new(); 2];
+    loop {
+        let mut round = 0;
+        for consumer in taken.iter_mut() {
+            let got = fetch(&bus, "workers", 3).await;
+            ack_each(&bus, "workers", &got).await;
+            round += got.len();
+            consumer.extend(ids(&got));
+        }
+        if round == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        taken.iter().map(Vec::len).sum::<usize>(),
+        all.len() - lost.len(),
+        "the leased events are not handed out while their lease runs"
+    );
+    // The lease (5 s) runs out, then the default backoff's first wait (1 s).
+    h.advance(&env, 5_000 + 1_000).await;
+    let mut redelivered = Vec::new();
+    for consumer in taken.iter_mut() {
+        let got = fetch(&bus, "workers", 3).await;
+        assert!(
+            got.iter().all(|d| d.attempt == 2),
+            "a lost lease is a failed attempt"
+        );
+        ack_each(&bus, "workers", &got).await;
+        redelivered.extend(ids(&got));
+        consumer.extend(ids(&got));
+    }
+    let mut expected = ids(&lost);
+    expected.sort();
+    redelivered.sort();
+    assert_eq!(
+        redelivered, expected,
+        "exactly the lost consumer's events come back"
+    );
+    assert_disjoint_cover(&taken, &all);
+    fetch_none(&bus, "workers", "everything is acked").await;
+}
