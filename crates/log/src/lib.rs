@@ -41,6 +41,7 @@
 mod clock;
 mod config;
 mod error;
+mod flusher;
 pub mod format;
 mod index;
 mod log;

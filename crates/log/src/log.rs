@@ -5,13 +5,14 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 
 use crate::Offset;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::{IoContext, LogError, Result};
+use crate::flusher;
 use crate::format::{Batch, LimitError, Limits, Record, SEGMENT_HEADER_BYTES, encode_batch};
 use crate::report::{RecoveryReport, RetentionReport, SegmentInfo};
 use crate::segment::{
@@ -79,8 +80,11 @@ struct Counters {
 #[derive(Debug)]
 pub struct Log {
     shared: Arc<Shared>,
-    flusher: Option<JoinHandle<()>>,
     spare_maker: Option<JoinHandle<()>>,
+    /// The directory lock, if taken; held by the `Log` (not `Shared`, which
+    /// the fsync thread may keep a moment longer) so that closing releases
+    /// it at once.
+    _dir_lock: Option<File>,
     recovery: RecoveryReport,
     /// `close` ran (and fsynced); drop has nothing left to do.
     closed: bool,
@@ -108,9 +112,6 @@ struct Shared {
     /// `State::dir_changes` covered by the last directory fsync.
     dir_synced: AtomicU64,
     counters: Counters,
-    stop: Mutex<bool>,
-    stopped: Condvar,
-    _dir_lock: Option<File>,
 }
 
 #[derive(Debug)]
@@ -235,23 +236,12 @@ impl Log {
             fsync_lock: Mutex::new(()),
             dir_synced: AtomicU64::new(0),
             counters: Counters::default(),
-            stop: Mutex::new(false),
-            stopped: Condvar::new(),
-            _dir_lock: dir_lock,
             config,
         });
-        let flusher = match shared.config.fsync_interval() {
-            Some(period) => {
-                let s = Arc::clone(&shared);
-                Some(
-                    std::thread::Builder::new()
-                        .name("eddy-log-fsync".into())
-                        .spawn(move || s.run_flusher(period))
-                        .ctx(|| "spawn the interval fsync thread".into())?,
-                )
-            }
-            None => None,
-        };
+        if let Some(period) = shared.config.fsync_interval() {
+            let weak: Weak<Shared> = Arc::downgrade(&shared);
+            flusher::register(weak, period).ctx(|| "start the interval fsync thread".into())?;
+        }
         let spare_maker = match spare {
             Some(spare) => Some(
                 std::thread::Builder::new()
@@ -263,8 +253,8 @@ impl Log {
         };
         Ok(Log {
             shared,
-            flusher,
             spare_maker,
+            _dir_lock: dir_lock,
             recovery,
             closed: false,
         })
@@ -603,20 +593,17 @@ impl Log {
         Ok(report)
     }
 
-    /// Closes the log: stops the interval thread and fsyncs what was appended.
+    /// Closes the log: stops the spare segment thread and fsyncs what was
+    /// appended.
     pub fn close(mut self) -> Result<()> {
         self.stop_threads();
         self.closed = true;
         self.shared.close()
     }
 
-    /// Stops the background threads (interval fsync, spare segment).
+    /// Stops the spare segment thread. (The interval fsync thread forgets
+    /// the log once it is dropped.)
     fn stop_threads(&mut self) {
-        if let Some(handle) = self.flusher.take() {
-            *lock(&self.shared.stop) = true;
-            self.shared.stopped.notify_all();
-            let _ = handle.join();
-        }
         if let Some(handle) = self.spare_maker.take() {
             if let Some(spare) = &self.shared.spare {
                 spare.stop();
@@ -859,25 +846,17 @@ impl Shared {
             result?;
         }
     }
+}
 
-    fn run_flusher(&self, period: std::time::Duration) {
-        let mut stop = lock(&self.stop);
-        loop {
-            stop = self
-                .stopped
-                .wait_timeout(stop, period)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            if *stop {
-                return;
-            }
-            // One lock at a time: the lock order elsewhere is state, then sync.
-            let written = lock(&self.state).next_offset;
-            let durable = lock(&self.sync).durable_next;
-            if durable < written && self.fsync_active().is_err() {
-                return; // poisoned: appends now fail
-            }
+impl flusher::Flush for Shared {
+    fn flush(&self) -> bool {
+        if self.check_poison().is_err() {
+            return false;
         }
+        // One lock at a time: the lock order elsewhere is state, then sync.
+        let written = lock(&self.state).next_offset;
+        let durable = lock(&self.sync).durable_next;
+        durable >= written || self.fsync_active().is_ok()
     }
 }
 
@@ -1003,4 +982,39 @@ fn recover_segments(dir: &Path, config: &LogConfig) -> Result<(Vec<Arc<Segment>>
     report.first_offset = Offset(segments[0].base);
     report.next_offset = Offset(segments.last().map_or(0, |s| s.next_offset()));
     Ok((segments, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flusher::Flush;
+
+    #[test]
+    fn the_interval_flush_makes_appends_durable_once() {
+        // Proves what the shared interval thread does for each log at each
+        // period: fsync only when something is unsynced, and report a
+        // poisoned log so that the thread stops flushing it.
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            fsync: FsyncPolicy::Interval { ms: 3_600_000 },
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config).unwrap();
+        assert!(log.shared.flush(), "nothing to do is fine");
+        assert_eq!(log.stats().fsyncs, 0, "no fsync without new data");
+        log.append(Record::new("a")).unwrap();
+        assert_eq!(log.stats().fsyncs, 0, "`interval` does not fsync on append");
+        assert!(log.shared.flush());
+        assert_eq!(log.stats().fsyncs, 1);
+        assert_eq!(lock(&log.shared.sync).durable_next, 1);
+        assert!(log.shared.flush());
+        assert_eq!(log.stats().fsyncs, 1, "already durable");
+        log.shared.set_poison(&LogError::Poisoned {
+            cause: "test".into(),
+        });
+        assert!(
+            !log.shared.flush(),
+            "a poisoned log is dropped by the thread"
+        );
+    }
 }
