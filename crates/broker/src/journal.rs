@@ -252,12 +252,6 @@ impl Op {
             _ => return Err(r.corrupt("unknown journal op")),
         })
     }
-
-    fn to_record(&self) -> Record {
-        let mut w = Writer::default();
-        self.encode(&mut w);
-        Record::new(w.buf)
-    }
 }
 
 fn encode_tp(w: &mut Writer, tp: Tp) {
@@ -470,6 +464,10 @@ fn decode_all(bytes: &[u8], what: &'static str) -> Result<Vec<Op>> {
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"EDDYSNP1";
 
+/// Journal records hold several ops, up to about this many bytes (well
+/// under the log's 1 MiB record limit: one op is at most a few KiB).
+const RECORD_BYTES_TARGET: usize = 256 * 1024;
+
 /// The journal log and its snapshot file.
 #[derive(Debug)]
 pub(crate) struct Journal {
@@ -540,12 +538,23 @@ impl Journal {
             .ok_or(BusError::Closed)
     }
 
-    /// Appends ops as one atomic batch, without waiting for an fsync.
+    /// Appends ops as one atomic batch, without waiting for an fsync. Ops
+    /// are packed into records of about [`RECORD_BYTES_TARGET`].
     pub(crate) fn write(&self, ops: &[Op]) -> Result<Written> {
         if ops.is_empty() {
             return Ok(Written(None));
         }
-        let records: Vec<Record> = ops.iter().map(Op::to_record).collect();
+        let mut records = Vec::new();
+        let mut w = Writer::default();
+        for op in ops {
+            op.encode(&mut w);
+            if w.buf.len() >= RECORD_BYTES_TARGET {
+                records.push(Record::new(std::mem::take(&mut w.buf)));
+            }
+        }
+        if !w.buf.is_empty() {
+            records.push(Record::new(w.buf));
+        }
         let receipt = self.log()?.write_batch(&records).map_err(from_log)?;
         Ok(Written(Some(receipt.last_offset.0 + 1)))
     }

@@ -65,14 +65,37 @@ pub(crate) struct Part {
     /// First offset not yet read.
     pub(crate) next: u64,
     pub(crate) pending: BTreeMap<u64, Entry>,
-    /// Ordered mode: the pending offsets of each key.
-    keys: HashMap<u64, BTreeSet<u64>>,
+    /// Ordered mode: the pending events of each key.
+    keys: HashMap<u64, KeyQueue>,
+}
+
+/// Ordered mode: one key's pending events in a partition.
+#[derive(Debug, Default)]
+struct KeyQueue {
+    offsets: BTreeSet<u64>,
+    /// How many of them are leased (normally 0 or 1; a redrive of an old
+    /// event while a newer one is in flight can make both pending).
+    leased: u32,
+}
+
+fn is_leased(e: &Entry) -> bool {
+    matches!(e.state, EntryState::Leased { .. })
 }
 
 impl Part {
-    fn is_head(&self, offset: u64, key: Option<u64>) -> bool {
+    /// Whether the entry at `offset` may move on its own (has a timer): a
+    /// lease always (it must expire); a ready event without a key (`key`
+    /// is `None` in shared mode) always; a ready event with a key only if
+    /// it is its key's oldest pending event and none of the key is leased.
+    fn schedulable(&self, offset: u64, e: &Entry, key: Option<u64>) -> bool {
+        if e.dying {
+            return false;
+        }
+        if is_leased(e) {
+            return true;
+        }
         match key.and_then(|k| self.keys.get(&k)) {
-            Some(offsets) => offsets.first() == Some(&offset),
+            Some(q) => q.leased == 0 && q.offsets.first() == Some(&offset),
             None => true,
         }
     }
@@ -209,21 +232,34 @@ impl Sub {
 
     fn put(&mut self, tp: Tp, offset: u64, entry: Entry) {
         let ordered = self.ordered();
-        let part = self.parts.entry(tp).or_default();
         if let EntryState::Leased { seq, .. } = entry.state {
             self.next_seq = self.next_seq.max(seq + 1);
         }
-        match part.pending.insert(offset, entry.clone()) {
+        let key = entry.key.filter(|_| ordered);
+        let part = self.parts.entry(tp).or_default();
+        let head_before = key.and_then(|k| part.keys.get(&k)?.offsets.first().copied());
+        let old = part.pending.insert(offset, entry.clone());
+        match &old {
             Some(old) => {
                 self.timers.remove(&(old.timer_ms(), tp, offset));
             }
             None => self.pending_count += 1,
         }
-        if ordered && let Some(k) = entry.key {
-            part.keys.entry(k).or_default().insert(offset);
+        if let Some(k) = key {
+            let q = part.keys.entry(k).or_default();
+            q.offsets.insert(offset);
+            if old.as_ref().is_some_and(is_leased) {
+                q.leased -= 1;
+            }
+            if is_leased(&entry) {
+                q.leased += 1;
+            }
         }
-        if !entry.dying && part.is_head(offset, entry.key.filter(|_| ordered)) {
+        if part.schedulable(offset, &entry, key) {
             self.timers.insert((entry.timer_ms(), tp, offset));
+        }
+        if let Some(k) = key {
+            self.refresh_head(tp, k, head_before);
         }
     }
 
@@ -237,23 +273,43 @@ impl Sub {
         };
         self.pending_count -= 1;
         self.timers.remove(&(old.timer_ms(), tp, offset));
-        if ordered && let Some(k) = old.key {
-            let Some(offsets) = part.keys.get_mut(&k) else {
-                return;
-            };
-            offsets.remove(&offset);
-            match offsets.first() {
-                None => {
-                    part.keys.remove(&k);
-                }
-                Some(&head) => {
-                    if let Some(e) = part.pending.get(&head)
-                        && !e.dying
-                    {
-                        self.timers.insert((e.timer_ms(), tp, head));
-                    }
-                }
-            }
+        let Some(k) = old.key.filter(|_| ordered) else {
+            return;
+        };
+        let Some(q) = part.keys.get_mut(&k) else {
+            return;
+        };
+        let head_before = q.offsets.first().copied();
+        q.offsets.remove(&offset);
+        if is_leased(&old) {
+            q.leased -= 1;
+        }
+        if q.offsets.is_empty() {
+            part.keys.remove(&k);
+        }
+        self.refresh_head(tp, k, head_before);
+    }
+
+    /// After a key's queue changed: the ready event that was its head loses
+    /// its timer, and the ready event that is its head now gets one if
+    /// nothing of the key is leased.
+    fn refresh_head(&mut self, tp: Tp, k: u64, head_before: Option<u64>) {
+        let Some(part) = self.parts.get(&tp) else {
+            return;
+        };
+        if let Some(h) = head_before
+            && let Some(e) = part.pending.get(&h)
+            && !is_leased(e)
+        {
+            self.timers.remove(&(e.timer_ms(), tp, h));
+        }
+        let head = part.keys.get(&k).and_then(|q| q.offsets.first().copied());
+        if let Some(h) = head
+            && let Some(e) = part.pending.get(&h)
+            && !is_leased(e)
+            && part.schedulable(h, e, Some(k))
+        {
+            self.timers.insert((e.timer_ms(), tp, h));
         }
     }
 
@@ -388,9 +444,9 @@ impl Sub {
             && let Some(e) = part.pending.get_mut(&d.offset)
         {
             e.dying = false;
-            let (t, key) = (e.timer_ms(), e.key);
-            if part.is_head(d.offset, key.filter(|_| ordered)) {
-                self.timers.insert((t, d.tp, d.offset));
+            let e = e.clone();
+            if part.schedulable(d.offset, &e, e.key.filter(|_| ordered)) {
+                self.timers.insert((e.timer_ms(), d.tp, d.offset));
             }
         }
     }
@@ -465,6 +521,20 @@ impl Sub {
         ops: &mut Vec<Op>,
     ) -> Delivery {
         let e = self.parts[&tp].pending[&offset].clone();
+        self.lease_entry(now, tp, offset, e, event, ops)
+    }
+
+    /// Leases `e` (the entry of `offset`, pending or new) as a new
+    /// delivery: one `Put`.
+    fn lease_entry(
+        &mut self,
+        now: i64,
+        tp: Tp,
+        offset: u64,
+        e: Entry,
+        event: StoredEvent,
+        ops: &mut Vec<Op>,
+    ) -> Delivery {
         let seq = self.next_seq;
         let deadline_ms = now.saturating_add_unsigned(self.config.ack_wait_ms);
         let attempt = e.attempts + 1;
@@ -540,7 +610,7 @@ impl Sub {
                     let part = &self.parts[&tp];
                     let blocked = key
                         .and_then(|k| part.keys.get(&k))
-                        .is_some_and(|o| !o.is_empty());
+                        .is_some_and(|q| !q.offsets.is_empty());
                     let entry = Entry {
                         attempts: 0,
                         generation: 0,
@@ -550,9 +620,10 @@ impl Sub {
                         last_error: None,
                         dying: false,
                     };
-                    self.emit_put(ops, tp, offset, entry);
-                    if !blocked {
-                        out.push(self.lease(now, tp, offset, event, ops));
+                    if blocked {
+                        self.emit_put(ops, tp, offset, entry);
+                    } else {
+                        out.push(self.lease_entry(now, tp, offset, entry, event, ops));
                     }
                 }
                 self.emit(
