@@ -150,3 +150,51 @@ fn log_append_refuses_a_line_longer_than_a_record() {
     assert!(read.status.success(), "{}", text(&read.stderr));
     assert_eq!(text(&read.stdout), "", "nothing was appended");
 }
+
+#[test]
+fn bench_broker_quick_runs_every_workload_and_writes_its_section() {
+    // Proves `bench broker` runs end to end on a small scale (every
+    // workload, its exactly-once check and the targets) and writes its
+    // markdown section, keeping what the file held. Figures and verdicts
+    // are not checked: a test asserts no timings.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let report = tmp.path().join("benchmarks.md");
+    std::fs::write(&report, "# Notes\n\nkept\n").expect("write the report file");
+    let args = [
+        "bench",
+        "broker",
+        "--quick",
+        "--idle-objects",
+        "200",
+        "--seconds",
+        "0.3",
+        "--consume-events",
+        "5000",
+        "--dir",
+        dir_arg(tmp.path()),
+        "--markdown",
+        dir_arg(&report),
+    ];
+    let out = eddy(&args).output().expect("run eddy");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    for target in ["publish", "consume", "latency", "idle memory"] {
+        assert!(
+            stdout.contains(&format!(" {target} ")),
+            "{target} missing from {stdout}"
+        );
+    }
+    let md = std::fs::read_to_string(&report).expect("read the report");
+    assert!(md.starts_with("# Notes\n\nkept\n"), "{md}");
+    assert!(md.contains("<!-- eddy bench broker: begin"), "{md}");
+    assert!(md.contains("| broker fetch + ack_all |"), "{md}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("list the bench directory")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".eddy-bench-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the scratch directory was not removed"
+    );
+}

@@ -3,6 +3,7 @@
 //! The helpers here (raw-disk baseline, machine description, number
 //! formatting, a scratch directory) are shared by every benchmark.
 
+mod broker;
 mod disk;
 mod log;
 mod machine;
@@ -24,11 +25,15 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Storage engine throughput and reopen time, against the raw disk.
     Log(log::BenchLogArgs),
+    /// Embedded broker publish, consume and latency against the log, and
+    /// the memory of idle topics and subscriptions.
+    Broker(broker::BenchBrokerArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Log(args) => log::run(&args),
+        BenchCommand::Broker(args) => broker::run(&args),
     }
 }
 

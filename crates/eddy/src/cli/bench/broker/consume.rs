@@ -1,0 +1,290 @@
+//! Consume + ack: how fast consumers of one shared subscription drain a
+//! backlog, each fetching a batch and acking it with one `ack_all`, with
+//! fsync `always` for the acks. Every event must be acked exactly once.
+//!
+//! The backlog is preloaded by a broker opened with fsync `never` (the
+//! preload is not measured), which is closed and reopened with `always`
+//! before the subscription is created and the drain timed.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use eddy_broker::{Broker, BrokerConfig};
+use eddy_bus::{AckId, Bus, Event, FetchOptions, StartAt, SubscriptionConfig, TopicConfig};
+use eddy_log::FsyncPolicy;
+use tokio::runtime::Runtime;
+
+use crate::cli::bench::disk::pattern;
+use crate::cli::bench::units;
+
+/// Bytes of each event's data.
+pub const EVENT_BYTES: usize = 100;
+/// Partitions of the drained topic.
+pub const PARTITIONS: u32 = 4;
+/// Consumer tasks.
+pub const CONSUMERS: usize = 4;
+/// Most events one fetch asks for.
+pub const FETCH_MAX: u32 = 500;
+/// How long a fetch waits when nothing is ready.
+pub const FETCH_WAIT_MS: u64 = 100;
+/// The subscription's lease and pending limit.
+pub const ACK_WAIT_MS: u64 = 60_000;
+pub const MAX_ACK_PENDING: u32 = 100_000;
+/// Events per `publish_batch` while preloading.
+const PRELOAD_BATCH: u64 = 10_000;
+/// A consumer that gets nothing for this long while events are missing
+/// fails the benchmark instead of waiting forever.
+const STALL: Duration = Duration::from_secs(30);
+
+const TOPIC: &str = "bench.consume";
+const SUBSCRIPTION: &str = "bench-drain";
+
+/// What the drain achieved.
+#[derive(Debug, Clone)]
+pub struct Consume {
+    /// Events preloaded, and acked.
+    pub events: u64,
+    pub preload_time: Duration,
+    /// Opening the preloaded broker again, with fsync `always`.
+    pub reopen_time: Duration,
+    /// From the first fetch until the last event's ack returned.
+    pub elapsed: Duration,
+    /// Fetches by all consumers, and how many of them returned nothing.
+    pub fetches: u64,
+    pub empty_fetches: u64,
+    pub ack_calls: u64,
+}
+
+impl Consume {
+    pub fn events_per_sec(&self) -> f64 {
+        units::per_sec(self.events, self.elapsed)
+    }
+
+    pub fn payload_mib_per_sec(&self) -> f64 {
+        units::mib_per_sec(self.events * EVENT_BYTES as u64, self.elapsed)
+    }
+}
+
+/// Preloads `events` into a fresh broker in `dir`, then drains them.
+pub fn measure(runtime: &Runtime, dir: &Path, events: u64) -> Result<Consume> {
+    let start = Instant::now();
+    preload(runtime, dir, events).context("preload the consume workload's topic")?;
+    let preload_time = start.elapsed();
+
+    let start = Instant::now();
+    let broker = Broker::open(dir, BrokerConfig::default())
+        .with_context(|| format!("reopen the broker in {}", dir.display()))?;
+    let reopen_time = start.elapsed();
+    let drained = runtime.block_on(drain(&broker, events));
+    let closed = broker
+        .close()
+        .with_context(|| format!("close the broker in {}", dir.display()));
+    let tally = drained?;
+    closed?;
+    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(Consume {
+        events,
+        preload_time,
+        reopen_time,
+        elapsed: tally.elapsed,
+        fetches: tally.fetches,
+        empty_fetches: tally.empty_fetches,
+        ack_calls: tally.ack_calls,
+    })
+}
+
+fn preload(runtime: &Runtime, dir: &Path, events: u64) -> Result<()> {
+    let config = BrokerConfig {
+        fsync: FsyncPolicy::Never,
+        ..BrokerConfig::default()
+    };
+    let broker =
+        Broker::open(dir, config).with_context(|| format!("open a broker in {}", dir.display()))?;
+    let loaded = runtime.block_on(async {
+        broker
+            .create_topic(TOPIC, TopicConfig::with_partitions(PARTITIONS))
+            .await?;
+        let data = Bytes::from(pattern(EVENT_BYTES));
+        let mut n = 0;
+        while n < events {
+            let batch: Vec<Event> = (n..events.min(n + PRELOAD_BATCH))
+                .map(|i| Event::new("BenchPreloaded", data.clone()).with_id(format!("c{i}")))
+                .collect();
+            n += batch.len() as u64;
+            broker.publish_batch(TOPIC, batch).await?;
+        }
+        let stats = broker.topic_stats(TOPIC).await?;
+        if stats.events != events {
+            bail!(
+                "{events} events were preloaded, the topic holds {}",
+                stats.events
+            );
+        }
+        Ok(())
+    });
+    let closed = broker.close().context("close the preloading broker");
+    loaded?;
+    closed
+}
+
+/// What the consumers did together.
+#[derive(Debug, Default)]
+struct Tally {
+    elapsed: Duration,
+    fetches: u64,
+    empty_fetches: u64,
+    ack_calls: u64,
+}
+
+/// What one consumer did: its counters and every (partition, offset) it acked.
+#[derive(Debug, Default)]
+struct ConsumerTally {
+    fetches: u64,
+    empty_fetches: u64,
+    ack_calls: u64,
+    acked: Vec<(u32, u64)>,
+}
+
+/// State the consumers share: events acked so far, and when the last one was.
+#[derive(Debug)]
+struct Progress {
+    target: u64,
+    acked: AtomicU64,
+    done_at: Mutex<Option<Instant>>,
+}
+
+async fn drain(broker: &Broker, events: u64) -> Result<Tally> {
+    let config = SubscriptionConfig::new(TOPIC)
+        .start_at(StartAt::Earliest)
+        .ack_wait_ms(ACK_WAIT_MS);
+    let config = SubscriptionConfig {
+        max_ack_pending: MAX_ACK_PENDING,
+        ..config
+    };
+    broker
+        .create_subscription(SUBSCRIPTION, config)
+        .await
+        .context("create the subscription")?;
+    let progress = Arc::new(Progress {
+        target: events,
+        acked: AtomicU64::new(0),
+        done_at: Mutex::new(None),
+    });
+    let start = Instant::now();
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| tokio::spawn(consume(broker.clone(), Arc::clone(&progress))))
+        .collect();
+    let mut tally = Tally::default();
+    let mut acked = Vec::with_capacity(events as usize);
+    for c in consumers {
+        let c = c.await.context("a consumer task panicked")??;
+        tally.fetches += c.fetches;
+        tally.empty_fetches += c.empty_fetches;
+        tally.ack_calls += c.ack_calls;
+        acked.extend(c.acked);
+    }
+    let done_at = progress
+        .done_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(Instant::now);
+    tally.elapsed = done_at - start;
+    check_exactly_once(broker, events, acked).await?;
+    Ok(tally)
+}
+
+/// One consumer: fetch, ack what came, until every event is acked.
+async fn consume(broker: Broker, progress: Arc<Progress>) -> Result<ConsumerTally> {
+    let mut tally = ConsumerTally::default();
+    let options = FetchOptions {
+        max: FETCH_MAX,
+        wait_ms: FETCH_WAIT_MS,
+    };
+    let mut last_progress = Instant::now();
+    while progress.acked.load(Ordering::SeqCst) < progress.target {
+        let got = broker.fetch(SUBSCRIPTION, options.clone()).await?;
+        tally.fetches += 1;
+        if got.is_empty() {
+            tally.empty_fetches += 1;
+            if last_progress.elapsed() > STALL {
+                bail!(
+                    "no event for {} with {} of {} acked",
+                    units::duration(STALL),
+                    progress.acked.load(Ordering::SeqCst),
+                    progress.target
+                );
+            }
+            continue;
+        }
+        last_progress = Instant::now();
+        let mut redelivered = 0;
+        let ids: Vec<AckId> = got
+            .into_iter()
+            .map(|d| {
+                redelivered += u64::from(d.attempt != 1);
+                tally.acked.push((d.event.partition.0, d.event.offset.0));
+                d.ack_id
+            })
+            .collect();
+        if redelivered > 0 {
+            bail!("{redelivered} events were delivered more than once");
+        }
+        let results = broker.ack_all(SUBSCRIPTION, &ids).await?;
+        tally.ack_calls += 1;
+        if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+            return Err(e).context("ack an event");
+        }
+        let n = ids.len() as u64;
+        if progress.acked.fetch_add(n, Ordering::SeqCst) + n >= progress.target {
+            progress
+                .done_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(Instant::now);
+        }
+    }
+    Ok(tally)
+}
+
+/// Every event of the topic was acked once, and the subscription agrees.
+async fn check_exactly_once(
+    broker: &Broker,
+    events: u64,
+    mut acked: Vec<(u32, u64)>,
+) -> Result<()> {
+    acked.sort_unstable();
+    let before = acked.len();
+    acked.dedup();
+    if acked.len() != before {
+        bail!("{} events were acked more than once", before - acked.len());
+    }
+    let topic = broker.describe_topic(TOPIC).await?;
+    let held = |&(p, o): &(u32, u64)| {
+        topic
+            .partitions
+            .get(p as usize)
+            .is_some_and(|info| o >= info.first_offset.0 && o < info.next_offset.0)
+    };
+    if !acked.iter().all(held) || acked.len() as u64 != events {
+        bail!(
+            "{} distinct events were acked, of {events} preloaded",
+            acked.len()
+        );
+    }
+    let stats = broker.subscription_stats(SUBSCRIPTION).await?;
+    if stats.acked != events || stats.redelivered != 0 || stats.lag != 0 || stats.in_flight != 0 {
+        bail!(
+            "after the drain the subscription counts {} acked, {} redelivered, \
+             lag {}, {} in flight; expected {events} acked and nothing left",
+            stats.acked,
+            stats.redelivered,
+            stats.lag,
+            stats.in_flight
+        );
+    }
+    Ok(())
+}

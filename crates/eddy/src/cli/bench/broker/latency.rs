@@ -1,0 +1,315 @@
+//! Latency: the time from a publish call to the event's receipt by a
+//! consumer, under fsync `always`, at a steady 10,000 events/s.
+//!
+//! A pacer thread sends each event at its scheduled time as a single-event
+//! `publish` spawned as its own task, so concurrent publishes share group
+//! commits; the event's data carries its send time, in nanoseconds since an
+//! `Instant` shared with the consumers. The pacer records how far behind
+//! schedule it fell. Consumers of one shared subscription fetch and ack in
+//! a loop and record, for every event, the time it came out of a fetch
+//! minus its send time. Every sample is kept and sorted: no histogram.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use eddy_broker::{Broker, BrokerConfig};
+use eddy_bus::{
+    AckId, Bus, BusError, Event, FetchOptions, Published, StartAt, SubscriptionConfig, TopicConfig,
+};
+use eddy_log::FsyncPolicy;
+use tokio::runtime::{Handle, Runtime};
+use tokio::task::JoinHandle;
+
+use crate::cli::bench::disk::pattern;
+use crate::cli::bench::units;
+
+/// Events sent per second.
+pub const RATE_PER_SEC: u64 = 10_000;
+/// Bytes of each event's data; the first 8 are its send time.
+pub const EVENT_BYTES: usize = 100;
+/// Partitions of the topic: one log, as in the publish target.
+pub const PARTITIONS: u32 = 1;
+/// Consumer tasks.
+pub const CONSUMERS: usize = 2;
+/// Most events one fetch asks for.
+pub const FETCH_MAX: u32 = 1000;
+/// How long a fetch waits when nothing is ready.
+pub const FETCH_WAIT_MS: u64 = 100;
+/// A consumer that gets nothing for this long while events are missing
+/// fails the benchmark instead of waiting forever.
+const STALL: Duration = Duration::from_secs(30);
+
+const TOPIC: &str = "bench.latency";
+const SUBSCRIPTION: &str = "bench-latency";
+
+/// What the latency workload measured.
+#[derive(Debug, Clone)]
+pub struct Latency {
+    /// How long the pacer sent for.
+    pub send_time: Duration,
+    /// Events sent (and published, and received).
+    pub events: u64,
+    /// Publish-to-receipt time of every event, shortest first.
+    pub samples: Vec<Duration>,
+    /// The furthest behind schedule the pacer sent an event.
+    pub pacer_lag_max: Duration,
+    /// Events the pacer sent more than 1 ms late.
+    pub pacer_late: u64,
+    /// Fetches by all consumers that returned events, and that returned none.
+    pub fetches: u64,
+    pub empty_fetches: u64,
+}
+
+impl Latency {
+    /// The sample at quantile `q` (nearest rank).
+    pub fn quantile(&self, q: f64) -> Duration {
+        quantile(&self.samples, q)
+    }
+
+    pub fn max(&self) -> Duration {
+        self.samples.last().copied().unwrap_or_default()
+    }
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Runs the paced publisher for `send_time` on a fresh broker in `dir`.
+pub fn measure(runtime: &Runtime, dir: &Path, send_time: Duration) -> Result<Latency> {
+    let broker = Broker::open(
+        dir,
+        BrokerConfig {
+            fsync: FsyncPolicy::Always,
+            ..BrokerConfig::default()
+        },
+    )
+    .with_context(|| format!("open a broker in {}", dir.display()))?;
+    let measured = runtime.block_on(run(&broker, send_time));
+    let closed = broker
+        .close()
+        .with_context(|| format!("close the broker in {}", dir.display()));
+    let latency = measured?;
+    closed?;
+    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(latency)
+}
+
+/// What the consumers share: events received, and how many to expect
+/// (unknown, `u64::MAX`, until every publish returned).
+#[derive(Debug)]
+struct Progress {
+    received: AtomicU64,
+    expected: AtomicU64,
+}
+
+async fn run(broker: &Broker, send_time: Duration) -> Result<Latency> {
+    broker
+        .create_topic(TOPIC, TopicConfig::with_partitions(PARTITIONS))
+        .await
+        .context("create the topic")?;
+    let config = SubscriptionConfig::new(TOPIC)
+        .start_at(StartAt::Earliest)
+        .ack_wait_ms(60_000);
+    let config = SubscriptionConfig {
+        max_ack_pending: 100_000,
+        ..config
+    };
+    broker
+        .create_subscription(SUBSCRIPTION, config)
+        .await
+        .context("create the subscription")?;
+
+    let origin = Instant::now();
+    let progress = Arc::new(Progress {
+        received: AtomicU64::new(0),
+        expected: AtomicU64::new(u64::MAX),
+    });
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| tokio::spawn(receive(broker.clone(), origin, Arc::clone(&progress))))
+        .collect();
+    let events = (send_time.as_secs_f64() * RATE_PER_SEC as f64).round() as u64;
+    let pacer = {
+        let broker = broker.clone();
+        let handle = Handle::current();
+        tokio::task::spawn_blocking(move || pace(&handle, &broker, origin, events))
+    };
+    let paced = pacer.await.context("the pacer panicked")?;
+    let mut failed = 0;
+    let mut first_error = None;
+    for publish in paced.publishes {
+        match publish.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("a publish task failed: {e}"));
+            }
+        }
+    }
+    progress.expected.store(events, Ordering::SeqCst);
+    let mut samples = Vec::with_capacity(events as usize);
+    let (mut fetches, mut empty_fetches) = (0, 0);
+    let mut consumer_error = None;
+    for c in consumers {
+        match c.await.context("a consumer task panicked")? {
+            Ok(r) => {
+                samples.extend(r.samples);
+                fetches += r.fetches;
+                empty_fetches += r.empty_fetches;
+            }
+            Err(e) => {
+                consumer_error.get_or_insert(e);
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {events} publishes failed, the first with: {}",
+            first_error.unwrap_or_default()
+        );
+    }
+    if let Some(e) = consumer_error {
+        return Err(e);
+    }
+    if samples.len() as u64 != events {
+        bail!("{events} events were published, {} received", samples.len());
+    }
+    samples.sort_unstable();
+    Ok(Latency {
+        send_time: paced.elapsed,
+        events,
+        samples,
+        pacer_lag_max: paced.lag_max,
+        pacer_late: paced.late,
+        fetches,
+        empty_fetches,
+    })
+}
+
+/// What the pacer did.
+struct Paced {
+    publishes: Vec<JoinHandle<Result<Published, BusError>>>,
+    elapsed: Duration,
+    lag_max: Duration,
+    late: u64,
+}
+
+/// Sends `events` events at [`RATE_PER_SEC`], each as a `publish` task of
+/// its own, sleeping until each one's time.
+fn pace(runtime: &Handle, broker: &Broker, origin: Instant, events: u64) -> Paced {
+    let period_ns = 1_000_000_000 / RATE_PER_SEC;
+    let filler = pattern(EVENT_BYTES);
+    let mut publishes = Vec::with_capacity(events as usize);
+    let (mut lag_max, mut late) = (Duration::ZERO, 0);
+    let start = Instant::now();
+    for n in 0..events {
+        let due = start + Duration::from_nanos(n * period_ns);
+        let mut now = Instant::now();
+        while now < due {
+            std::thread::sleep(due - now);
+            now = Instant::now();
+        }
+        let lag = now - due;
+        lag_max = lag_max.max(lag);
+        late += u64::from(lag > Duration::from_millis(1));
+        let mut data = filler.clone();
+        let sent_ns = Instant::now().duration_since(origin).as_nanos() as u64;
+        data[..8].copy_from_slice(&sent_ns.to_le_bytes());
+        let event = Event::new("BenchLatency", data).with_id(format!("l{n}"));
+        let broker = broker.clone();
+        publishes.push(runtime.spawn(async move { broker.publish(TOPIC, event).await }));
+    }
+    Paced {
+        publishes,
+        elapsed: start.elapsed(),
+        lag_max,
+        late,
+    }
+}
+
+/// What one consumer received.
+#[derive(Debug, Default)]
+struct Received {
+    samples: Vec<Duration>,
+    fetches: u64,
+    empty_fetches: u64,
+}
+
+/// One consumer: fetch, note each event's latency, ack, until every
+/// published event was received.
+async fn receive(broker: Broker, origin: Instant, progress: Arc<Progress>) -> Result<Received> {
+    let options = FetchOptions {
+        max: FETCH_MAX,
+        wait_ms: FETCH_WAIT_MS,
+    };
+    let mut r = Received::default();
+    let mut last_progress = Instant::now();
+    while progress.received.load(Ordering::SeqCst) < progress.expected.load(Ordering::SeqCst) {
+        let got = broker.fetch(SUBSCRIPTION, options.clone()).await?;
+        let received_ns = origin.elapsed().as_nanos() as u64;
+        if got.is_empty() {
+            r.empty_fetches += 1;
+            if last_progress.elapsed() > STALL {
+                bail!(
+                    "no event for {} with {} received",
+                    units::duration(STALL),
+                    progress.received.load(Ordering::SeqCst)
+                );
+            }
+            continue;
+        }
+        last_progress = Instant::now();
+        r.fetches += 1;
+        let mut ids: Vec<AckId> = Vec::with_capacity(got.len());
+        for d in got {
+            if d.attempt != 1 {
+                bail!("an event was delivered more than once");
+            }
+            let data = &d.event.event.data;
+            let sent_ns = data
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .context("an event without its send time")?;
+            r.samples
+                .push(Duration::from_nanos(received_ns.saturating_sub(sent_ns)));
+            ids.push(d.ack_id);
+        }
+        let results = broker.ack_all(SUBSCRIPTION, &ids).await?;
+        if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+            return Err(e).context("ack an event");
+        }
+        progress
+            .received
+            .fetch_add(ids.len() as u64, Ordering::SeqCst);
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        // Proves p50 / p99 / max pick the samples a reader expects.
+        let samples: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
+        assert_eq!(quantile(&samples, 0.5), Duration::from_micros(500));
+        assert_eq!(quantile(&samples, 0.99), Duration::from_micros(990));
+        assert_eq!(quantile(&samples, 0.999), Duration::from_micros(999));
+        assert_eq!(quantile(&samples, 1.0), Duration::from_micros(1000));
+        assert_eq!(quantile(&samples[..1], 0.999), Duration::from_micros(1));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+}
