@@ -56,9 +56,6 @@ pub(crate) struct Inner {
     last_retention_ms: AtomicI64,
 }
 
-/// Topics by id, shared with readers without holding the catalog lock.
-pub(crate) type TopicsById = Arc<HashMap<TopicId, Arc<Topic>>>;
-
 /// A subscription and its lock.
 #[derive(Debug)]
 pub(crate) struct SubCell {
@@ -77,7 +74,7 @@ impl SubCell {
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     pub(crate) topics: HashMap<String, Arc<Topic>>,
-    pub(crate) topics_by_id: TopicsById,
+    pub(crate) topics_by_id: HashMap<TopicId, Arc<Topic>>,
     pub(crate) subs: BTreeMap<String, Arc<SubCell>>,
     next_topic_id: TopicId,
     next_sub_id: SubId,
@@ -95,18 +92,13 @@ impl Catalog {
             .get(name)
             .ok_or_else(|| BusError::SubscriptionNotFound(name.to_string()))
     }
-
-    fn set_topics(&mut self, f: impl FnOnce(&mut HashMap<TopicId, Arc<Topic>>)) {
-        let mut by_id = (*self.topics_by_id).clone();
-        f(&mut by_id);
-        self.topics_by_id = Arc::new(by_id);
-    }
 }
 
-/// The partitions a subscription reads, as its [`Source`].
-pub(crate) struct TopicSource(pub(crate) TopicsById);
+/// The partitions a subscription reads, as its [`Source`] (borrowed from
+/// the catalog, read-locked for the duration of a fetch).
+pub(crate) struct TopicSource<'a>(pub(crate) &'a HashMap<TopicId, Arc<Topic>>);
 
-impl Source for TopicSource {
+impl Source for TopicSource<'_> {
     fn read(&self, tp: Tp, from: u64, max: usize) -> Result<Vec<StoredEvent>> {
         match self.0.get(&tp.topic) {
             Some(t) => t.read(tp.partition, from, max),
@@ -350,9 +342,7 @@ impl Broker {
             }
         }
         cat.topics.insert(name.to_string(), Arc::clone(&topic));
-        cat.set_topics(|m| {
-            m.insert(id, Arc::clone(&topic));
-        });
+        cat.topics_by_id.insert(id, Arc::clone(&topic));
         Ok(topic)
     }
 
@@ -391,9 +381,7 @@ impl Broker {
             cell.lock().drop_topic(topic.id);
         }
         cat.topics.remove(name);
-        cat.set_topics(|m| {
-            m.remove(&topic.id);
-        });
+        cat.topics_by_id.remove(&topic.id);
         // Readers still holding the topic keep their open files.
         let _ = fs::remove_dir_all(self.topic_dir(topic.id));
         Ok(())
@@ -532,11 +520,14 @@ impl Broker {
             name: name.to_string(),
             config: config.clone(),
         }];
-        let mut matched: Vec<&Arc<Topic>> = cat
-            .topics
-            .values()
-            .filter(|t| pattern.matches(&t.name))
-            .collect();
+        let mut matched: Vec<&Arc<Topic>> = if pattern.is_wildcard() {
+            cat.topics
+                .values()
+                .filter(|t| pattern.matches(&t.name))
+                .collect()
+        } else {
+            cat.topics.get(&config.filter).into_iter().collect()
+        };
         matched.sort_by_key(|t| t.id);
         for t in matched {
             for p in 0..t.config.partitions {
@@ -592,9 +583,7 @@ impl Broker {
                 c.lock().drop_topic(t.id);
             }
             cat.topics.remove(&t.name);
-            cat.set_topics(|m| {
-                m.remove(&t.id);
-            });
+            cat.topics_by_id.remove(&t.id);
             let _ = fs::remove_dir_all(self.topic_dir(t.id));
         }
         Ok(())
@@ -671,11 +660,7 @@ impl Broker {
     /// consumer state durable, apply retention, snapshot.
     pub fn tick(&self) -> Result<()> {
         let now = self.now_ms();
-        let (cells, topics) = {
-            let cat = self.catalog_read()?;
-            let cells: Vec<Arc<SubCell>> = cat.subs.values().cloned().collect();
-            (cells, Arc::clone(&cat.topics_by_id))
-        };
+        let cells: Vec<Arc<SubCell>> = self.catalog_read()?.subs.values().cloned().collect();
         let mut due = false;
         for cell in &cells {
             let mut ops = Vec::new();
@@ -690,7 +675,7 @@ impl Broker {
                 self.inner.journal.write(&ops)?
             };
             self.inner.journal.wait(w)?;
-            self.dead_letter(cell, &topics, dying)?;
+            self.dead_letter(cell, dying)?;
         }
         if due {
             self.notify();
@@ -703,7 +688,13 @@ impl Broker {
         let every = i64::try_from(self.inner.config.retention_interval_ms).unwrap_or(i64::MAX);
         if now.saturating_sub(last) >= every {
             self.inner.last_retention_ms.store(now, Ordering::Relaxed);
-            for t in topics.values() {
+            let topics: Vec<Arc<Topic>> = self
+                .catalog_read()?
+                .topics_by_id
+                .values()
+                .cloned()
+                .collect();
+            for t in &topics {
                 for log in &t.logs {
                     log.apply_retention().map_err(from_log)?;
                 }
@@ -858,7 +849,7 @@ fn recover(
         cat.topics.insert(name, Arc::clone(&t));
         by_id.insert(id, t);
     }
-    cat.topics_by_id = Arc::new(by_id);
+    cat.topics_by_id = by_id;
     for (_, mut sub) in subs {
         // A cursor past the end of a partition (its tail was lost under a
         // weaker fsync policy than `always`) is pulled back to the end.

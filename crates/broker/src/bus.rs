@@ -26,6 +26,20 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// One fetch attempt on the calling task: a fetch reads and writes
+    /// (without fsync) but never waits for the disk, so it skips the hop to
+    /// the blocking pool. Dead-lettering, which waits for fsyncs, goes there
+    /// when needed.
+    async fn fetch_inline(&self, subscription: &str, max: u32) -> Result<Vec<Delivery>> {
+        let (got, (cell, dying)) = self.fetch_now(subscription, max)?;
+        if !dying.is_empty() {
+            self.blocking(move |b| b.dead_letter(&cell, dying)).await?;
+        }
+        Ok(got)
+    }
+}
+
 impl Bus for Broker {
     async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
         let name = name.to_string();
@@ -118,19 +132,14 @@ impl Bus for Broker {
         let mut changed = self.inner.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let sub = subscription.to_string();
-            let max = options.max;
-            let got = self.blocking(move |b| b.fetch_sync(&sub, max)).await?;
+            let got = self.fetch_inline(subscription, options.max).await?;
             if !got.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(got);
             }
             match tokio::time::timeout_at(deadline, changed.changed()).await {
                 Ok(Ok(())) => {}
                 // Timed out, or the broker is gone: one last look.
-                Ok(Err(_)) | Err(_) => {
-                    let sub = subscription.to_string();
-                    return self.blocking(move |b| b.fetch_sync(&sub, max)).await;
-                }
+                Ok(Err(_)) | Err(_) => return self.fetch_inline(subscription, options.max).await,
             }
         }
     }

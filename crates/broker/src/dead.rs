@@ -17,7 +17,7 @@ use eddy_bus::{
     Result, StoredEvent,
 };
 
-use crate::broker::{Broker, SubCell, TopicsById};
+use crate::broker::{Broker, SubCell};
 use crate::codec::META_PREFIX;
 use crate::journal::{Op, Tp};
 use crate::sub::Dying;
@@ -61,12 +61,7 @@ fn json_str(s: &str) -> String {
 impl Broker {
     /// Moves dying events to the dead-letter topic, settles them, and
     /// raises an alert for each. Returns once the settling is durable.
-    pub(crate) fn dead_letter(
-        &self,
-        cell: &SubCell,
-        topics: &TopicsById,
-        dying: Vec<Dying>,
-    ) -> Result<()> {
+    pub(crate) fn dead_letter(&self, cell: &SubCell, dying: Vec<Dying>) -> Result<()> {
         if dying.is_empty() {
             return Ok(());
         }
@@ -74,7 +69,7 @@ impl Broker {
         let alerts = self.catalog_read()?.topics.get(ALERTS_TOPIC).cloned();
         for d in dying {
             let result = match &dead_topic {
-                Ok(t) => self.dead_letter_one(cell, topics, t, alerts.as_ref(), &d),
+                Ok(t) => self.dead_letter_one(cell, t, alerts.as_ref(), &d),
                 Err(e) => Err(e.clone()),
             };
             if let Err(e) = result {
@@ -88,12 +83,12 @@ impl Broker {
     fn dead_letter_one(
         &self,
         cell: &SubCell,
-        topics: &TopicsById,
         dead_topic: &Arc<Topic>,
         alerts: Option<&Arc<Topic>>,
         d: &Dying,
     ) -> Result<()> {
-        let original = match topics.get(&d.tp.topic) {
+        let topic = self.catalog_read()?.topics_by_id.get(&d.tp.topic).cloned();
+        let original = match topic {
             Some(t) => t.get(d.tp.partition, d.offset)?.map(|(e, _)| e),
             None => None,
         };

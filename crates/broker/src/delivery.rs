@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use eddy_bus::{AckId, BusError, Delivery, FETCH_MAX, NackOptions, Result, SubscriptionStats};
 
-use crate::broker::{Broker, Catalog, SubCell, TopicSource, TopicsById};
+use crate::broker::{Broker, Catalog, SubCell, TopicSource};
 use crate::journal::Tp;
+use crate::sub::Source;
 
 /// Longest error text kept with a failed event.
 const ERROR_BYTES_MAX: usize = 4096;
@@ -29,17 +30,12 @@ fn clip(mut s: String) -> String {
 }
 
 impl Broker {
-    fn sub_and_topics(&self, name: &str) -> Result<(Arc<SubCell>, TopicsById)> {
-        let cat = self.catalog_read()?;
-        Ok((Arc::clone(cat.sub(name)?), Arc::clone(&cat.topics_by_id)))
-    }
-
-    /// The subscription, the topics, and the partition an ack id names.
-    fn locate(&self, sub: &str, id: &AckId) -> Result<(Arc<SubCell>, TopicsById, Tp)> {
+    /// The subscription and the partition an ack id names.
+    fn locate(&self, sub: &str, id: &AckId) -> Result<(Arc<SubCell>, Tp)> {
         let cat = self.catalog_read()?;
         let cell = Arc::clone(cat.sub(sub)?);
         let tp = Self::tp_of(&cat, id)?;
-        Ok((cell, Arc::clone(&cat.topics_by_id), tp))
+        Ok((cell, tp))
     }
 
     /// The partition an ack id names, if its topic exists.
@@ -54,29 +50,37 @@ impl Broker {
         })
     }
 
-    /// One fetch attempt, without waiting.
-    pub(crate) fn fetch_sync(&self, sub: &str, max: u32) -> Result<Vec<Delivery>> {
+    /// One fetch attempt, without waiting and without dead-lettering:
+    /// returns the deliveries and the events whose last lease ran out, for
+    /// [`Broker::dead_letter`] (which may wait for fsyncs). It does no
+    /// fsync itself, so it may run on an async task.
+    pub(crate) fn fetch_now(&self, sub: &str, max: u32) -> Result<(Vec<Delivery>, Dying)> {
         if max == 0 || max > FETCH_MAX {
             return Err(BusError::InvalidArgument {
                 what: "max",
                 reason: format!("a fetch returns 1..={FETCH_MAX} deliveries, not {max}"),
             });
         }
-        let (cell, topics) = self.sub_and_topics(sub)?;
-        let source = TopicSource(Arc::clone(&topics));
+        let cat = self.catalog_read()?;
+        let cell = Arc::clone(cat.sub(sub)?);
         let now = self.now_ms();
         let mut ops = Vec::new();
         let mut dying = Vec::new();
         let result = {
             let mut st = cell.lock();
-            let r = st.fetch(now, max as usize, &source, &mut ops, &mut dying);
+            let r = st.fetch(
+                now,
+                max as usize,
+                &TopicSource(&cat.topics_by_id),
+                &mut ops,
+                &mut dying,
+            );
             // What was decided is applied in memory: write it even if the
             // fetch then failed.
             self.inner.journal.write(&ops)?;
             r
         };
-        self.dead_letter(&cell, &topics, dying)?;
-        result
+        Ok((result?, (cell, dying)))
     }
 
     pub(crate) fn ack_all_sync(&self, sub: &str, ids: &[AckId]) -> Result<Vec<Result<()>>> {
@@ -104,7 +108,7 @@ impl Broker {
     }
 
     pub(crate) fn nack_sync(&self, sub: &str, id: &AckId, options: NackOptions) -> Result<()> {
-        let (cell, topics, tp) = self.locate(sub, id)?;
+        let (cell, tp) = self.locate(sub, id)?;
         let now = self.now_ms();
         let mut ops = Vec::new();
         let (w, dying) = {
@@ -121,14 +125,14 @@ impl Broker {
         };
         self.inner.journal.wait(w)?;
         if let Some(d) = dying {
-            self.dead_letter(&cell, &topics, vec![d])?;
+            self.dead_letter(&cell, vec![d])?;
         }
         self.notify();
         Ok(())
     }
 
     pub(crate) fn extend_sync(&self, sub: &str, id: &AckId) -> Result<i64> {
-        let (cell, _, tp) = self.locate(sub, id)?;
+        let (cell, tp) = self.locate(sub, id)?;
         let now = self.now_ms();
         let mut ops = Vec::new();
         let mut st = cell.lock();
@@ -138,34 +142,29 @@ impl Broker {
     }
 
     pub(crate) fn terminate_sync(&self, sub: &str, id: &AckId, reason: &str) -> Result<()> {
-        let (cell, topics, tp) = self.locate(sub, id)?;
+        let (cell, tp) = self.locate(sub, id)?;
         let now = self.now_ms();
         let d = cell
             .lock()
             .terminate(tp, id, now, &clip(reason.to_string()))?;
-        self.dead_letter(&cell, &topics, vec![d])?;
+        self.dead_letter(&cell, vec![d])?;
         self.notify();
         Ok(())
     }
 
     pub(crate) fn subscription_stats_sync(&self, name: &str) -> Result<SubscriptionStats> {
-        let (cell, topics) = self.sub_and_topics(name)?;
+        let cat = self.catalog_read()?;
+        let cell = cat.sub(name)?;
         let now = self.now_ms();
-        let dead_topic = self.catalog_read()?.topics.get(&cell.dead_topic).cloned();
         let st = cell.lock();
         let (in_flight, waiting, oldest) = st.pending_summary();
+        let source = TopicSource(&cat.topics_by_id);
         let unread: u64 = st
             .parts
             .iter()
-            .map(|(tp, part)| {
-                let end = topics
-                    .get(&tp.topic)
-                    .and_then(|t| t.logs.get(tp.partition as usize))
-                    .map_or(0, |l| l.next_offset().0);
-                end.saturating_sub(part.next)
-            })
+            .map(|(&tp, part)| source.end(tp).saturating_sub(part.next))
             .sum();
-        let dead_letters = dead_topic.map_or(0, |t| {
+        let dead_letters = cat.topics.get(&cell.dead_topic).map_or(0, |t| {
             let next = t.logs[0].next_offset().0;
             next.saturating_sub(st.dead_floor)
                 .saturating_sub(st.dead_removed.len() as u64)
@@ -184,3 +183,6 @@ impl Broker {
         })
     }
 }
+
+/// A subscription and the events of it to dead-letter.
+pub(crate) type Dying = (Arc<SubCell>, Vec<crate::sub::Dying>);

@@ -149,7 +149,9 @@ pub(crate) struct Sub {
     pub(crate) name: String,
     pub(crate) config: SubscriptionConfig,
     pub(crate) pattern: Pattern,
-    pub(crate) parts: BTreeMap<Tp, Part>,
+    /// Boxed: a map node holds 11 slots, and most subscriptions read one
+    /// partition.
+    pub(crate) parts: BTreeMap<Tp, Box<Part>>,
     /// (time, partition, offset) of every entry with a timer.
     timers: BTreeSet<(i64, Tp, u64)>,
     pub(crate) next_seq: u64,

@@ -155,10 +155,13 @@ impl Topic {
             })
     }
 
-    fn partition_for(&self, event: &Event) -> u32 {
+    /// The partition of an event: its key's, or for a keyless event the
+    /// batch's `sticky` one (keyless events of one publish go together, so
+    /// a batch is one append and one fsync; successive publishes rotate).
+    fn partition_for(&self, event: &Event, sticky: u32) -> u32 {
         match &event.key {
             Some(k) => partition_for_key(k.as_bytes(), self.config.partitions),
-            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % self.config.partitions,
+            None => sticky,
         }
     }
 
@@ -172,6 +175,7 @@ impl Topic {
         let mut d = self.lock_dedup();
         d.trim(now, &self.config.dedup);
         let mut in_batch: HashMap<&str, usize> = HashMap::new();
+        let sticky = self.round_robin.fetch_add(1, Ordering::Relaxed) % self.config.partitions;
         for (i, e) in events.iter().enumerate() {
             if dedup {
                 if let Some(&(p, o)) = d.ids.get(&e.id) {
@@ -188,7 +192,7 @@ impl Topic {
                     continue; // filled in once the first one has its offset
                 }
             }
-            groups[self.partition_for(e) as usize].push(i);
+            groups[self.partition_for(e, sticky) as usize].push(i);
         }
         let mut written = 0u64;
         for (p, idx) in groups.iter().enumerate() {

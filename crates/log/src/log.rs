@@ -170,9 +170,12 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
             fs::create_dir_all(&dir).ctx(|| format!("create log directory {}", dir.display()))?;
-            // The new directory's own entry must survive power loss too.
-            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
-            sync_dir(parent.unwrap_or(Path::new(".")))?;
+            // The new directory's own entry must survive power loss too
+            // (under `never`, nothing is promised, so nothing is fsynced).
+            if config.fsync != FsyncPolicy::Never {
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+                sync_dir(parent.unwrap_or(Path::new(".")))?;
+            }
         }
         let canonical = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
         if lock(&FSYNC_FAILED_DIRS).contains(&canonical) {
@@ -201,12 +204,14 @@ impl Log {
         // What recovery kept may never have been fsynced (a crash before the
         // group commit, or an earlier run under `never`). Make it durable
         // before it counts as such: readers under `always` see it at once.
-        for seg in &segments {
-            seg.file
-                .sync_data()
-                .ctx(|| format!("fsync {}", seg.path.display()))?;
+        if config.fsync != FsyncPolicy::Never {
+            for seg in &segments {
+                seg.file
+                    .sync_data()
+                    .ctx(|| format!("fsync {}", seg.path.display()))?;
+            }
+            sync_dir(&dir)?;
         }
-        sync_dir(&dir)?;
         let active = segments.last().expect("recovery leaves a segment");
         let next_offset = active.next_offset();
         let last_ts = segments
