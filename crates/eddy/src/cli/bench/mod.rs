@@ -1,17 +1,22 @@
 //! `eddy bench …`: performance measurements on this machine.
 //!
-//! The helpers here (raw-disk baseline, machine description, number
-//! formatting, a scratch directory) are shared by every benchmark.
+//! The helpers here and in the modules beside the benchmarks' own (raw-disk
+//! baseline, log appender threads, machine description, number formatting,
+//! the report's table and heading, target verdicts, a scratch directory,
+//! argument checks) are shared by every benchmark.
 
+mod appenders;
 mod broker;
 mod disk;
 mod log;
 mod machine;
+mod report;
+mod target;
 mod units;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use tempfile::TempDir;
 
@@ -78,17 +83,45 @@ impl Scratch {
     }
 }
 
+/// A `--seconds` value: more than 0, at most an hour.
+fn parse_seconds(s: &str) -> Result<f64> {
+    let seconds: f64 = s
+        .parse()
+        .with_context(|| format!("`{s}` is not a number"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
+        bail!("must be more than 0 and at most 3600 seconds");
+    }
+    Ok(seconds)
+}
+
+/// Fails before measuring, rather than after, if the markdown report
+/// cannot be written to `path`.
+fn check_parent_exists(path: &Path) -> Result<()> {
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    match parent {
+        Some(dir) if !dir.is_dir() => bail!(
+            "cannot write the markdown report to {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `body` into the markdown file at `path` between the markers of
 /// section `name`, replacing that section if present and keeping the rest
-/// of the file (hand-written notes, other benchmarks' sections).
-pub fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
+/// of the file (hand-written notes, other benchmarks' sections), and says
+/// so on stdout.
+fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
     let old = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     };
     std::fs::write(path, replace_section(&old, name, body))
-        .with_context(|| format!("write {}", path.display()))
+        .with_context(|| format!("write {}", path.display()))?;
+    println!("\nwrote {}", path.display());
+    Ok(())
 }
 
 fn replace_section(old: &str, name: &str, body: &str) -> String {

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use eddy_broker::{Broker, BrokerConfig};
-use eddy_bus::{AckId, Bus, Event, FetchOptions, StartAt, SubscriptionConfig, TopicConfig};
+use eddy_bus::{AckId, Bus, Event, FetchOptions, TopicConfig};
 use eddy_log::FsyncPolicy;
 use tokio::runtime::Runtime;
 
+use super::{STALL, close_and_remove, create_shared_subscription};
 use crate::cli::bench::disk::pattern;
 use crate::cli::bench::units;
 
@@ -31,14 +32,8 @@ pub const CONSUMERS: usize = 4;
 pub const FETCH_MAX: u32 = 500;
 /// How long a fetch waits when nothing is ready.
 pub const FETCH_WAIT_MS: u64 = 100;
-/// The subscription's lease and pending limit.
-pub const ACK_WAIT_MS: u64 = 60_000;
-pub const MAX_ACK_PENDING: u32 = 100_000;
 /// Events per `publish_batch` while preloading.
 const PRELOAD_BATCH: u64 = 10_000;
-/// A consumer that gets nothing for this long while events are missing
-/// fails the benchmark instead of waiting forever.
-const STALL: Duration = Duration::from_secs(30);
 
 const TOPIC: &str = "bench.consume";
 const SUBSCRIPTION: &str = "bench-drain";
@@ -80,12 +75,7 @@ pub fn measure(runtime: &Runtime, dir: &Path, events: u64) -> Result<Consume> {
         .with_context(|| format!("reopen the broker in {}", dir.display()))?;
     let reopen_time = start.elapsed();
     let drained = runtime.block_on(drain(&broker, events));
-    let closed = broker
-        .close()
-        .with_context(|| format!("close the broker in {}", dir.display()));
-    let tally = drained?;
-    closed?;
-    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    let tally = close_and_remove(&broker, dir, drained)?;
     Ok(Consume {
         events,
         preload_time,
@@ -158,17 +148,7 @@ struct Progress {
 }
 
 async fn drain(broker: &Broker, events: u64) -> Result<Tally> {
-    let config = SubscriptionConfig::new(TOPIC)
-        .start_at(StartAt::Earliest)
-        .ack_wait_ms(ACK_WAIT_MS);
-    let config = SubscriptionConfig {
-        max_ack_pending: MAX_ACK_PENDING,
-        ..config
-    };
-    broker
-        .create_subscription(SUBSCRIPTION, config)
-        .await
-        .context("create the subscription")?;
+    create_shared_subscription(broker, SUBSCRIPTION, TOPIC).await?;
     let progress = Arc::new(Progress {
         target: events,
         acked: AtomicU64::new(0),

@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use eddy_broker::{Broker, BrokerConfig};
-use eddy_bus::{
-    AckId, Bus, BusError, Event, FetchOptions, Published, StartAt, SubscriptionConfig, TopicConfig,
-};
+use eddy_bus::{AckId, Bus, BusError, Event, FetchOptions, Published, TopicConfig};
 use eddy_log::FsyncPolicy;
 use tokio::runtime::{Handle, Runtime};
 use tokio::task::JoinHandle;
 
+use super::{STALL, close_and_remove, create_shared_subscription};
 use crate::cli::bench::disk::pattern;
 use crate::cli::bench::units;
 
@@ -38,9 +37,6 @@ pub const CONSUMERS: usize = 2;
 pub const FETCH_MAX: u32 = 1000;
 /// How long a fetch waits when nothing is ready.
 pub const FETCH_WAIT_MS: u64 = 100;
-/// A consumer that gets nothing for this long while events are missing
-/// fails the benchmark instead of waiting forever.
-const STALL: Duration = Duration::from_secs(30);
 
 const TOPIC: &str = "bench.latency";
 const SUBSCRIPTION: &str = "bench-latency";
@@ -93,13 +89,7 @@ pub fn measure(runtime: &Runtime, dir: &Path, send_time: Duration) -> Result<Lat
     )
     .with_context(|| format!("open a broker in {}", dir.display()))?;
     let measured = runtime.block_on(run(&broker, send_time));
-    let closed = broker
-        .close()
-        .with_context(|| format!("close the broker in {}", dir.display()));
-    let latency = measured?;
-    closed?;
-    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
-    Ok(latency)
+    close_and_remove(&broker, dir, measured)
 }
 
 /// What the consumers share: events received, and how many to expect
@@ -115,17 +105,7 @@ async fn run(broker: &Broker, send_time: Duration) -> Result<Latency> {
         .create_topic(TOPIC, TopicConfig::with_partitions(PARTITIONS))
         .await
         .context("create the topic")?;
-    let config = SubscriptionConfig::new(TOPIC)
-        .start_at(StartAt::Earliest)
-        .ack_wait_ms(60_000);
-    let config = SubscriptionConfig {
-        max_ack_pending: 100_000,
-        ..config
-    };
-    broker
-        .create_subscription(SUBSCRIPTION, config)
-        .await
-        .context("create the subscription")?;
+    create_shared_subscription(broker, SUBSCRIPTION, TOPIC).await?;
 
     let origin = Instant::now();
     let progress = Arc::new(Progress {

@@ -32,12 +32,16 @@ mod targets;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
+use eddy_broker::Broker;
+use eddy_bus::{Bus, StartAt, SubscriptionConfig};
 
-use super::Scratch;
-use super::machine::{self, Machine};
-use crate::utc;
+use super::report::RunInfo;
+use super::{Scratch, check_parent_exists, parse_seconds, target};
+
+/// The benchmark's name in its report, and its markdown section's.
+const NAME: &str = "eddy bench broker";
 
 #[derive(Debug, Args)]
 pub struct BenchBrokerArgs {
@@ -104,10 +108,7 @@ impl Plan {
 #[derive(Debug)]
 struct Results {
     plan: Plan,
-    date_ms: i64,
-    command_line: String,
-    scratch_dir: PathBuf,
-    machine: Machine,
+    run: RunInfo,
     idle: idle::Idle,
     /// The log with the settings the broker gives its partition logs: the
     /// reference of the publish target.
@@ -131,11 +132,10 @@ pub fn run(args: &BenchBrokerArgs) -> Result<()> {
         .build()
         .context("start the async runtime")?;
     let scratch = Scratch::create(args.dir.as_deref())?;
-    let date_ms = utc::now_ms();
-    let machine = Machine::describe(scratch.path());
-    report::print_preamble(&plan, date_ms, scratch.path(), &machine);
+    let run = RunInfo::start(scratch.path());
+    report::print_preamble(&plan, &run);
 
-    report::print_header();
+    report::TABLE.print_header();
     let idle = idle::measure(&runtime, &scratch.join("idle"), plan.idle_objects)?;
     report::print_idle(&idle);
     let log_defaults = publish::log_append(
@@ -165,10 +165,7 @@ pub fn run(args: &BenchBrokerArgs) -> Result<()> {
 
     let results = Results {
         plan,
-        date_ms,
-        command_line: machine::command_line(),
-        scratch_dir: scratch.path().to_path_buf(),
-        machine,
+        run,
         idle,
         log,
         log_defaults,
@@ -177,37 +174,48 @@ pub fn run(args: &BenchBrokerArgs) -> Result<()> {
         latency,
     };
     let verdicts = targets::judge(&results)?;
-    report::print_targets(&verdicts);
+    target::print("targets of the embedded broker", &verdicts);
     if let Some(path) = &args.markdown {
-        super::write_section(
-            path,
-            "eddy bench broker",
-            &report::markdown(&results, &verdicts),
-        )?;
-        println!("\nwrote {}", path.display());
+        super::write_section(path, NAME, &report::markdown(&results, &verdicts))?;
     }
     scratch.remove()
 }
 
-/// Fails before measuring, rather than after, if the report cannot be written.
-fn check_parent_exists(path: &Path) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    match parent {
-        Some(dir) if !dir.is_dir() => bail!(
-            "cannot write the markdown report to {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        ),
-        _ => Ok(()),
-    }
+/// The lease and the pending limit of the subscriptions the consume and
+/// latency workloads drain.
+const ACK_WAIT_MS: u64 = 60_000;
+const MAX_ACK_PENDING: u32 = 100_000;
+/// A consumer that gets nothing for this long while events are missing
+/// fails the benchmark instead of waiting forever.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Creates the subscription `name` that a workload's consumers share:
+/// `topic` from its earliest event, with [`ACK_WAIT_MS`] and
+/// [`MAX_ACK_PENDING`].
+async fn create_shared_subscription(broker: &Broker, name: &str, topic: &str) -> Result<()> {
+    let config = SubscriptionConfig::new(topic)
+        .start_at(StartAt::Earliest)
+        .ack_wait_ms(ACK_WAIT_MS);
+    let config = SubscriptionConfig {
+        max_ack_pending: MAX_ACK_PENDING,
+        ..config
+    };
+    broker
+        .create_subscription(name, config)
+        .await
+        .context("create the subscription")?;
+    Ok(())
 }
 
-fn parse_seconds(s: &str) -> Result<f64> {
-    let seconds: f64 = s
-        .parse()
-        .with_context(|| format!("`{s}` is not a number"))?;
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        bail!("must be more than 0 and at most 3600 seconds");
-    }
-    Ok(seconds)
+/// Closes the broker a workload ran on in `dir` and removes `dir`, then
+/// returns what the workload `measured`. Its own error comes before a
+/// failure to close.
+fn close_and_remove<T>(broker: &Broker, dir: &Path, measured: Result<T>) -> Result<T> {
+    let closed = broker
+        .close()
+        .with_context(|| format!("close the broker in {}", dir.display()));
+    let measured = measured?;
+    closed?;
+    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(measured)
 }

@@ -4,16 +4,17 @@
 //! fsync `always`, each on a fresh directory for a fixed time.
 
 use std::path::Path;
-use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use eddy_broker::{Broker, BrokerConfig};
 use eddy_bus::{Bus, Event, TopicConfig};
-use eddy_log::{FsyncPolicy, Log, LogConfig, LogStats, Record};
+use eddy_log::{FsyncPolicy, LogConfig, LogStats, Record};
 use tokio::runtime::Runtime;
 
+use super::close_and_remove;
+use crate::cli::bench::appenders::{self, Appended};
 use crate::cli::bench::disk::pattern;
 use crate::cli::bench::units;
 
@@ -91,22 +92,13 @@ impl LogAppend {
 /// one fresh log in `dir` until `duration` has passed.
 pub fn log_append(dir: &Path, settings: LogSettings, duration: Duration) -> Result<LogAppend> {
     let config = settings.config();
-    let log = Log::open(dir, config.clone())
-        .with_context(|| format!("open a log in {}", dir.display()))?;
     let batch = vec![Record::new(Bytes::from(pattern(VALUE_BYTES))); BATCH];
-    let start = Instant::now();
-    let deadline = start + duration;
-    let records = thread::scope(|scope| {
-        let appenders: Vec<_> = (0..WRITERS)
-            .map(|_| scope.spawn(|| append_until(&log, &batch, deadline)))
-            .collect();
-        appenders.into_iter().map(join).sum::<Result<u64>>()
-    })?;
-    let elapsed = start.elapsed();
-    let disk_bytes = log.segments().iter().map(|s| s.size_bytes).sum();
-    let stats = log.stats();
-    log.close()
-        .with_context(|| format!("close the log in {}", dir.display()))?;
+    let Appended {
+        records,
+        disk_bytes,
+        stats,
+        elapsed,
+    } = appenders::run(dir, config.clone(), &batch, WRITERS, duration)?;
     std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
     Ok(LogAppend {
         settings,
@@ -116,21 +108,6 @@ pub fn log_append(dir: &Path, settings: LogSettings, duration: Duration) -> Resu
         stats,
         elapsed,
     })
-}
-
-fn append_until(log: &Log, batch: &[Record], deadline: Instant) -> Result<u64> {
-    let mut records = 0;
-    while Instant::now() < deadline {
-        log.append_batch(batch).context("append a batch")?;
-        records += batch.len() as u64;
-    }
-    Ok(records)
-}
-
-fn join(appender: ScopedJoinHandle<'_, Result<u64>>) -> Result<u64> {
-    appender
-        .join()
-        .map_err(|_| anyhow!("an appender thread panicked"))?
 }
 
 /// What the publisher tasks achieved on one broker.
@@ -197,12 +174,7 @@ pub fn broker_publish(
         }
         Ok((events, stats.size_bytes, elapsed))
     });
-    let closed = broker
-        .close()
-        .with_context(|| format!("close the broker in {}", dir.display()));
-    let (events, disk_bytes, elapsed) = measured?;
-    closed?;
-    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    let (events, disk_bytes, elapsed) = close_and_remove(&broker, dir, measured)?;
     Ok(Publish {
         partitions,
         config,

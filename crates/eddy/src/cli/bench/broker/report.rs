@@ -1,45 +1,35 @@
 //! The results as a table on stdout, printed as they come in, and as a
 //! markdown section. Both render the same rows.
 
-use std::fmt::Write as _;
-use std::path::Path;
-
-use eddy_log::LogStats;
-
 use super::consume::{self, Consume};
 use super::idle::{self, Idle};
 use super::latency::{self, Latency};
 use super::publish::{self, LogAppend, LogSettings, Publish};
-use super::targets::Judged;
-use super::{Plan, Results};
-use crate::cli::bench::machine::Machine;
+use super::{ACK_WAIT_MS, MAX_ACK_PENDING, NAME, Plan, Results};
+use crate::cli::bench::report::{Row, RunInfo, Table, fsyncs_note};
+use crate::cli::bench::target::{self, Judged};
 use crate::cli::bench::units::{bytes, duration, grouped, percent};
-use crate::utc;
 
-const COLUMNS: [&str; 10] = [
-    "workload",
-    "event",
-    "batch",
-    "tasks",
-    "partitions",
-    "fsync",
-    "result",
-    "MiB/s",
-    "vs log",
-    "notes",
-];
-/// Widths of the stdout columns but the last; numbers are right-aligned.
-const WIDTHS: [usize; 9] = [22, 6, 6, 11, 10, 22, 18, 7, 7];
-const RIGHT_ALIGNED: [bool; 9] = [false, true, true, true, true, false, true, true, true];
+/// The table's columns; numbers are right-aligned.
+pub(super) const TABLE: Table = Table {
+    columns: [
+        "workload",
+        "event",
+        "batch",
+        "tasks",
+        "partitions",
+        "fsync",
+        "result",
+        "MiB/s",
+        "vs log",
+        "notes",
+    ],
+    widths: [22, 6, 6, 11, 10, 22, 18, 7, 7],
+    right_aligned: [false, true, true, true, true, false, true, true, true],
+};
 
-type Row = [String; 10];
-
-pub(super) fn print_preamble(plan: &Plan, date_ms: i64, dir: &Path, machine: &Machine) {
-    println!("eddy bench broker — {}", utc::format_minutes(date_ms));
-    for line in machine.lines() {
-        println!("{line}");
-    }
-    println!("scratch directory: {} (removed afterwards)", dir.display());
+pub(super) fn print_preamble(plan: &Plan, run: &RunInfo) {
+    run.print_heading(NAME);
     println!(
         "log and publish workloads: {:.2} s each; latency: {:.2} s; {} events drained; \
          {} idle topics and subscriptions",
@@ -54,55 +44,26 @@ pub(super) fn print_preamble(plan: &Plan, date_ms: i64, dir: &Path, machine: &Ma
     println!();
 }
 
-pub(super) fn print_header() {
-    print_row(&COLUMNS.map(String::from));
-}
-
 pub(super) fn print_idle(idle: &Idle) {
     for row in idle_rows(idle) {
-        print_row(&row);
+        TABLE.print_row(&row);
     }
 }
 
 pub(super) fn print_log(log: &LogAppend, reference: &LogAppend) {
-    print_row(&log_row(log, reference));
+    TABLE.print_row(&log_row(log, reference));
 }
 
 pub(super) fn print_publish(p: &Publish, log: &LogAppend) {
-    print_row(&publish_row(p, log));
+    TABLE.print_row(&publish_row(p, log));
 }
 
 pub(super) fn print_consume(c: &Consume) {
-    print_row(&consume_row(c));
+    TABLE.print_row(&consume_row(c));
 }
 
 pub(super) fn print_latency(l: &Latency) {
-    print_row(&latency_row(l));
-}
-
-pub(super) fn print_targets(judged: &[Judged]) {
-    println!("\ntargets of the embedded broker");
-    for j in judged {
-        println!("  {}  {:<11} {}", j.verdict, j.name, j.goal);
-        println!("                    measured: {}", j.measured);
-        if let Some(caveat) = &j.caveat {
-            println!("                    note: {caveat}");
-        }
-    }
-}
-
-fn print_row(row: &Row) {
-    let mut line = String::new();
-    for (i, cell) in row[..9].iter().enumerate() {
-        let width = WIDTHS[i];
-        if RIGHT_ALIGNED[i] {
-            let _ = write!(line, "{cell:>width$}  ");
-        } else {
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-    }
-    line.push_str(&row[9]);
-    println!("{}", line.trim_end());
+    TABLE.print_row(&latency_row(l));
 }
 
 fn idle_rows(i: &Idle) -> Vec<Row> {
@@ -206,17 +167,6 @@ fn log_row(log: &LogAppend, reference: &LogAppend) -> Row {
     ]
 }
 
-fn fsyncs_note(stats: &LogStats) -> String {
-    match stats.fsyncs {
-        0 => "no fsync while appending".into(),
-        n => format!(
-            "{} fsyncs ({:.2} batches per fsync)",
-            grouped(n as f64),
-            stats.batches_appended as f64 / n as f64
-        ),
-    }
-}
-
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
 }
@@ -274,8 +224,8 @@ fn consume_row(c: &Consume) -> Row {
              preloaded with fsync never in {}, then closed and reopened with always in {}",
             grouped(c.events as f64),
             duration(c.elapsed),
-            consume::ACK_WAIT_MS / 1000,
-            grouped(f64::from(consume::MAX_ACK_PENDING)),
+            ACK_WAIT_MS / 1000,
+            grouped(f64::from(MAX_ACK_PENDING)),
             consume::FETCH_WAIT_MS,
             grouped(c.fetches as f64),
             grouped(c.empty_fetches as f64),
@@ -323,41 +273,10 @@ fn latency_row(l: &Latency) -> Row {
 
 /// The whole markdown section: context, the table and the targets.
 pub(super) fn markdown(results: &Results, judged: &[Judged]) -> String {
-    let mut md = String::new();
-    md.push_str("### Latest run of `eddy bench broker`\n\n");
-    let _ = writeln!(
-        md,
-        "Run on {} with:\n\n```sh\n{}\n```\n",
-        utc::format_minutes(results.date_ms),
-        results.command_line
-    );
-    md.push_str("Machine:\n\n");
-    for line in results.machine.lines() {
-        let _ = writeln!(md, "- {line}");
-    }
-    let _ = writeln!(
-        md,
-        "- bench directory: `{}` (a scratch directory, removed afterwards)\n",
-        results.scratch_dir.display()
-    );
+    let mut md = results.run.markdown_heading(NAME);
     md.push_str(&method(&results.plan));
-    md.push_str(&markdown_table(&all_rows(results)));
-    md.push_str("\n#### Targets\n\n");
-    md.push_str("| Target | Goal | Measured | Verdict |\n|---|---|---|---|\n");
-    for j in judged {
-        let verdict = match &j.caveat {
-            Some(caveat) => format!("**{}** ({caveat})", j.verdict),
-            None => format!("**{}**", j.verdict),
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} |",
-            j.name,
-            escape(&j.goal),
-            escape(&j.measured),
-            escape(&verdict)
-        );
-    }
+    md.push_str(&TABLE.markdown(&all_rows(results)));
+    md.push_str(&target::markdown(judged));
     md
 }
 
@@ -404,25 +323,4 @@ fn all_rows(results: &Results) -> Vec<Row> {
     rows.push(consume_row(&results.consume));
     rows.push(latency_row(&results.latency));
     rows
-}
-
-fn markdown_table(rows: &[Row]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "| {} |", COLUMNS.join(" | "));
-    let aligns: Vec<&str> = RIGHT_ALIGNED
-        .iter()
-        .map(|&right| if right { "---:" } else { "---" })
-        .chain(["---"])
-        .collect();
-    let _ = writeln!(md, "| {} |", aligns.join(" | "));
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|c| escape(c)).collect();
-        let _ = writeln!(md, "| {} |", cells.join(" | "));
-    }
-    md
-}
-
-/// Keeps a cell's `|` from splitting the markdown table.
-fn escape(cell: &str) -> String {
-    cell.replace('|', "\\|")
 }

@@ -1,12 +1,12 @@
 //! The embedded broker's performance targets, and whether a run met them.
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::Results;
 use super::{consume, publish};
+use crate::cli::bench::target::{Judged, Verdict};
 use crate::cli::bench::units;
 
 /// Durable publish to one partition: share of the log's own figure.
@@ -17,38 +17,6 @@ const CONSUME_PER_SEC_MIN: f64 = 300_000.0;
 const LATENCY_P99_MAX: Duration = Duration::from_millis(2);
 /// Resident memory per idle topic or subscription.
 const IDLE_BYTES_MAX: f64 = 2048.0;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Miss,
-}
-
-impl Verdict {
-    fn of(met: bool) -> Verdict {
-        if met { Verdict::Pass } else { Verdict::Miss }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::Pass => "PASS",
-            Verdict::Miss => "MISS",
-        })
-    }
-}
-
-/// One target, what was measured for it, and the verdict.
-#[derive(Debug, Clone)]
-pub struct Judged {
-    pub name: &'static str,
-    pub goal: String,
-    pub measured: String,
-    pub verdict: Verdict,
-    /// Why the verdict may not carry over to a full run.
-    pub caveat: Option<String>,
-}
 
 pub fn judge(results: &Results) -> Result<Vec<Judged>> {
     Ok(vec![

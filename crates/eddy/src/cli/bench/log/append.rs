@@ -3,13 +3,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::thread::{self, ScopedJoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use bytes::Bytes;
-use eddy_log::{FsyncPolicy, Log, LogConfig, LogStats, Record};
+use eddy_log::{FsyncPolicy, LogConfig, LogStats, Record};
 
+use crate::cli::bench::appenders::{self, Appended};
 use crate::cli::bench::disk::pattern;
 use crate::cli::bench::{Scratch, units};
 
@@ -140,20 +140,12 @@ fn run_cell(
         fsync: workload.fsync,
         ..LogConfig::default()
     };
-    let log = Log::open(dir, config).with_context(|| format!("open a log in {}", dir.display()))?;
-    let start = Instant::now();
-    let deadline = start + duration;
-    let records = thread::scope(|scope| {
-        let appenders: Vec<_> = (0..workload.appenders)
-            .map(|_| scope.spawn(|| append_until(&log, batch, deadline)))
-            .collect();
-        appenders.into_iter().map(join).sum::<Result<u64>>()
-    })?;
-    let elapsed = start.elapsed();
-    let disk_bytes = log.segments().iter().map(|s| s.size_bytes).sum();
-    let stats = log.stats();
-    log.close()
-        .with_context(|| format!("close the log in {}", dir.display()))?;
+    let Appended {
+        records,
+        disk_bytes,
+        stats,
+        elapsed,
+    } = appenders::run(dir, config, batch, workload.appenders, duration)?;
     Ok(CellResult {
         workload,
         records,
@@ -161,22 +153,6 @@ fn run_cell(
         stats,
         elapsed,
     })
-}
-
-/// One appender: appends `batch` again and again until `deadline`.
-fn append_until(log: &Log, batch: &[Record], deadline: Instant) -> Result<u64> {
-    let mut records = 0;
-    while Instant::now() < deadline {
-        log.append_batch(batch).context("append a batch")?;
-        records += batch.len() as u64;
-    }
-    Ok(records)
-}
-
-fn join(appender: ScopedJoinHandle<'_, Result<u64>>) -> Result<u64> {
-    appender
-        .join()
-        .map_err(|_| anyhow!("an appender thread panicked"))?
 }
 
 #[cfg(test)]

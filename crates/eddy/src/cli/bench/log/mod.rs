@@ -15,18 +15,19 @@ mod reopen;
 mod report;
 mod targets;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
-use super::Scratch;
 use super::disk::{self, SequentialWrite, SyncWrites};
-use super::machine::{self, Machine};
-use crate::utc;
+use super::report::RunInfo;
+use super::{Scratch, check_parent_exists, parse_seconds, target};
 
 const MIB: u64 = 1024 * 1024;
+/// The benchmark's name in its report, and its markdown section's.
+const NAME: &str = "eddy bench log";
 
 #[derive(Debug, Args)]
 pub struct BenchLogArgs {
@@ -91,10 +92,7 @@ struct Baseline {
 #[derive(Debug)]
 struct Results {
     plan: Plan,
-    date_ms: i64,
-    command_line: String,
-    scratch_dir: PathBuf,
-    machine: Machine,
+    run: RunInfo,
     baseline: Baseline,
     cells: Vec<append::CellResult>,
     reopen: reopen::Reopen,
@@ -106,11 +104,10 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
         check_parent_exists(path)?;
     }
     let scratch = Scratch::create(args.dir.as_deref())?;
-    let date_ms = utc::now_ms();
-    let machine = Machine::describe(scratch.path());
-    report::print_preamble(&plan, date_ms, scratch.path(), &machine);
+    let run = RunInfo::start(scratch.path());
+    report::print_preamble(&plan, &run);
 
-    report::print_header();
+    report::TABLE.print_header();
     let baseline = measure_baseline(&scratch, &plan)?;
     report::print_baseline(&baseline);
     let cells = append::run_matrix(&scratch, plan.cell_time, |cell| {
@@ -121,23 +118,15 @@ pub fn run(args: &BenchLogArgs) -> Result<()> {
 
     let results = Results {
         plan,
-        date_ms,
-        command_line: machine::command_line(),
-        scratch_dir: scratch.path().to_path_buf(),
-        machine,
+        run,
         baseline,
         cells,
         reopen,
     };
     let verdicts = targets::judge(&results)?;
-    report::print_targets(&verdicts);
+    target::print("targets of the storage engine", &verdicts);
     if let Some(path) = &args.markdown {
-        super::write_section(
-            path,
-            "eddy bench log",
-            &report::markdown(&results, &verdicts),
-        )?;
-        println!("\nwrote {}", path.display());
+        super::write_section(path, NAME, &report::markdown(&results, &verdicts))?;
     }
     scratch.remove()
 }
@@ -156,27 +145,4 @@ fn measure_baseline(scratch: &Scratch, plan: &Plan) -> Result<Baseline> {
         sequential,
         sync_writes,
     })
-}
-
-/// Fails before measuring, rather than after, if the report cannot be written.
-fn check_parent_exists(path: &Path) -> Result<()> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    match parent {
-        Some(dir) if !dir.is_dir() => bail!(
-            "cannot write the markdown report to {}: {} is not a directory",
-            path.display(),
-            dir.display()
-        ),
-        _ => Ok(()),
-    }
-}
-
-fn parse_seconds(s: &str) -> Result<f64> {
-    let seconds: f64 = s
-        .parse()
-        .with_context(|| format!("`{s}` is not a number"))?;
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0) {
-        bail!("must be more than 0 and at most 3600 seconds");
-    }
-    Ok(seconds)
 }

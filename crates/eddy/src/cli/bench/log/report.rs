@@ -1,44 +1,36 @@
 //! The results as a table on stdout, printed as they come in, and as a
 //! markdown section. Both render the same rows.
 
-use std::fmt::Write as _;
-use std::path::Path;
-
-use eddy_log::{LogConfig, LogStats};
+use eddy_log::LogConfig;
 
 use super::append::CellResult;
 use super::reopen::{self, Reopen};
-use super::targets::Judged;
-use super::{Baseline, Plan, Results};
+use super::{Baseline, NAME, Plan, Results};
 use crate::cli::bench::disk::SEQUENTIAL_BUFFER_BYTES;
-use crate::cli::bench::machine::Machine;
+use crate::cli::bench::report::{Row, RunInfo, Table, fsyncs_note};
+use crate::cli::bench::target::{self, Judged};
 use crate::cli::bench::units::{self, bytes, grouped, percent};
-use crate::utc;
 
-const COLUMNS: [&str; 10] = [
-    "workload",
-    "record",
-    "batch",
-    "appenders",
-    "fsync",
-    "records/s",
-    "payload MiB/s",
-    "disk MiB/s",
-    "vs raw seq",
-    "notes",
-];
-/// Widths of the stdout columns but the last; numbers are right-aligned.
-const WIDTHS: [usize; 9] = [21, 7, 6, 10, 15, 12, 14, 11, 11];
-const RIGHT_ALIGNED: [bool; 9] = [false, true, true, true, false, true, true, true, true];
+/// The table's columns; numbers are right-aligned.
+pub(super) const TABLE: Table = Table {
+    columns: [
+        "workload",
+        "record",
+        "batch",
+        "appenders",
+        "fsync",
+        "records/s",
+        "payload MiB/s",
+        "disk MiB/s",
+        "vs raw seq",
+        "notes",
+    ],
+    widths: [21, 7, 6, 10, 15, 12, 14, 11, 11],
+    right_aligned: [false, true, true, true, false, true, true, true, true],
+};
 
-type Row = [String; 10];
-
-pub(super) fn print_preamble(plan: &Plan, date_ms: i64, dir: &Path, machine: &Machine) {
-    println!("eddy bench log — {}", utc::format_minutes(date_ms));
-    for line in machine.lines() {
-        println!("{line}");
-    }
-    println!("scratch directory: {} (removed afterwards)", dir.display());
+pub(super) fn print_preamble(plan: &Plan, run: &RunInfo) {
+    run.print_heading(NAME);
     println!(
         "each append workload: {:.2} s on a fresh log, segment_bytes_max {}",
         plan.cell_time.as_secs_f64(),
@@ -50,47 +42,18 @@ pub(super) fn print_preamble(plan: &Plan, date_ms: i64, dir: &Path, machine: &Ma
     println!();
 }
 
-pub(super) fn print_header() {
-    print_row(&COLUMNS.map(String::from));
-}
-
 pub(super) fn print_baseline(baseline: &Baseline) {
     for row in baseline_rows(baseline) {
-        print_row(&row);
+        TABLE.print_row(&row);
     }
 }
 
 pub(super) fn print_cell(cell: &CellResult, baseline: &Baseline) {
-    print_row(&cell_row(cell, baseline));
+    TABLE.print_row(&cell_row(cell, baseline));
 }
 
 pub(super) fn print_reopen(reopen: &Reopen) {
-    print_row(&reopen_row(reopen));
-}
-
-pub(super) fn print_targets(judged: &[Judged]) {
-    println!("\ntargets of the storage engine");
-    for j in judged {
-        println!("  {}  {:<5} {}", j.verdict, j.name, j.goal);
-        println!("              measured: {}", j.measured);
-        if let Some(caveat) = &j.caveat {
-            println!("              note: {caveat}");
-        }
-    }
-}
-
-fn print_row(row: &Row) {
-    let mut line = String::new();
-    for (i, cell) in row[..9].iter().enumerate() {
-        let width = WIDTHS[i];
-        if RIGHT_ALIGNED[i] {
-            let _ = write!(line, "{cell:>width$}  ");
-        } else {
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-    }
-    line.push_str(&row[9]);
-    println!("{}", line.trim_end());
+    TABLE.print_row(&reopen_row(reopen));
 }
 
 fn baseline_rows(baseline: &Baseline) -> Vec<Row> {
@@ -164,17 +127,6 @@ fn cell_row(cell: &CellResult, baseline: &Baseline) -> Row {
     ]
 }
 
-fn fsyncs_note(stats: &LogStats) -> String {
-    match stats.fsyncs {
-        0 => "no fsync while appending".into(),
-        n => format!(
-            "{} fsyncs ({:.2} batches per fsync)",
-            grouped(n as f64),
-            stats.batches_appended as f64 / n as f64
-        ),
-    }
-}
-
 fn reopen_row(r: &Reopen) -> Row {
     [
         "log reopen (clean)".into(),
@@ -206,41 +158,10 @@ fn reopen_row(r: &Reopen) -> Row {
 
 /// The whole markdown section: context, the table and the targets.
 pub(super) fn markdown(results: &Results, judged: &[Judged]) -> String {
-    let mut md = String::new();
-    md.push_str("### Latest run of `eddy bench log`\n\n");
-    let _ = writeln!(
-        md,
-        "Run on {} with:\n\n```sh\n{}\n```\n",
-        utc::format_minutes(results.date_ms),
-        results.command_line
-    );
-    md.push_str("Machine:\n\n");
-    for line in results.machine.lines() {
-        let _ = writeln!(md, "- {line}");
-    }
-    let _ = writeln!(
-        md,
-        "- bench directory: `{}` (a scratch directory, removed afterwards)\n",
-        results.scratch_dir.display()
-    );
+    let mut md = results.run.markdown_heading(NAME);
     md.push_str(&method(&results.plan));
-    md.push_str(&markdown_table(&all_rows(results)));
-    md.push_str("\n#### Targets\n\n");
-    md.push_str("| Target | Goal | Measured | Verdict |\n|---|---|---|---|\n");
-    for j in judged {
-        let verdict = match &j.caveat {
-            Some(caveat) => format!("**{}** ({caveat})", j.verdict),
-            None => format!("**{}**", j.verdict),
-        };
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} |",
-            j.name,
-            escape(&j.goal),
-            escape(&j.measured),
-            escape(&verdict)
-        );
-    }
+    md.push_str(&TABLE.markdown(&all_rows(results)));
+    md.push_str(&target::markdown(judged));
     md
 }
 
@@ -272,25 +193,4 @@ fn all_rows(results: &Results) -> Vec<Row> {
     rows.extend(results.cells.iter().map(|c| cell_row(c, &results.baseline)));
     rows.push(reopen_row(&results.reopen));
     rows
-}
-
-fn markdown_table(rows: &[Row]) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "| {} |", COLUMNS.join(" | "));
-    let aligns: Vec<&str> = RIGHT_ALIGNED
-        .iter()
-        .map(|&right| if right { "---:" } else { "---" })
-        .chain(["---"])
-        .collect();
-    let _ = writeln!(md, "| {} |", aligns.join(" | "));
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|c| escape(c)).collect();
-        let _ = writeln!(md, "| {} |", cells.join(" | "));
-    }
-    md
-}
-
-/// Keeps a cell's `|` from splitting the markdown table.
-fn escape(cell: &str) -> String {
-    cell.replace('|', "\\|")
 }

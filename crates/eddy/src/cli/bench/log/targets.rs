@@ -1,6 +1,5 @@
 //! The storage engine's performance targets, and whether a run met them.
 
-use std::fmt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -8,6 +7,7 @@ use eddy_log::FsyncPolicy;
 
 use super::append::{APPENDER_COUNTS, CellResult, Workload};
 use super::{MIB, Results};
+use crate::cli::bench::target::{Judged, Verdict};
 use crate::cli::bench::units;
 
 /// (i): share of raw sequential write + fsync bandwidth under `always`.
@@ -17,38 +17,6 @@ const NEVER_RECORDS_PER_SEC_MIN: f64 = 2_000_000.0;
 /// (iii): reopen time of a clean 1 GiB log.
 const REOPEN_TIME_MAX: Duration = Duration::from_secs(1);
 const REOPEN_TARGET_BYTES: u64 = 1024 * MIB;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Miss,
-}
-
-impl Verdict {
-    fn of(met: bool) -> Verdict {
-        if met { Verdict::Pass } else { Verdict::Miss }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::Pass => "PASS",
-            Verdict::Miss => "MISS",
-        })
-    }
-}
-
-/// One target, what was measured for it, and the verdict.
-#[derive(Debug, Clone)]
-pub struct Judged {
-    pub name: &'static str,
-    pub goal: String,
-    pub measured: String,
-    pub verdict: Verdict,
-    /// Why the verdict may not carry over to a full run.
-    pub caveat: Option<String>,
-}
 
 pub fn judge(results: &Results) -> Result<Vec<Judged>> {
     Ok(vec![
