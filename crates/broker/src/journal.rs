@@ -75,10 +75,12 @@ pub(crate) enum Op {
     ClearPending {
         sub: SubId,
     },
-    /// Delivery numbers of the subscription start at `next` (snapshots).
+    /// Delivery numbers of the subscription start at `next`, and those
+    /// below `seek` were dropped by a seek (snapshots).
     Seq {
         sub: SubId,
         next: u64,
+        seek: u64,
     },
     /// A dead letter left the queue (redriven or purged).
     DeadLetterRemoved {
@@ -176,10 +178,11 @@ impl Op {
                 w.u8(T_CLEAR);
                 w.u32(*sub);
             }
-            Op::Seq { sub, next } => {
+            Op::Seq { sub, next, seek } => {
                 w.u8(T_SEQ);
                 w.u32(*sub);
                 w.u64(*next);
+                w.u64(*seek);
             }
             Op::DeadLetterRemoved { sub, id } => {
                 w.u8(T_DL_REMOVED);
@@ -236,6 +239,7 @@ impl Op {
             T_SEQ => Op::Seq {
                 sub: r.u32()?,
                 next: r.u64()?,
+                seek: r.u64()?,
             },
             T_DL_REMOVED => Op::DeadLetterRemoved {
                 sub: r.u32()?,
@@ -730,7 +734,11 @@ mod tests {
                 offset: 4,
             },
             Op::ClearPending { sub: 2 },
-            Op::Seq { sub: 2, next: 100 },
+            Op::Seq {
+                sub: 2,
+                next: 100,
+                seek: 40,
+            },
             Op::DeadLetterRemoved { sub: 2, id: 3 },
             Op::DeadLetterFloor { sub: 2, floor: 8 },
             Op::TopicIds {

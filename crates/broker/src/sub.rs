@@ -220,7 +220,10 @@ impl Sub {
                 self.pending_count = 0;
                 self.seek_seq = self.next_seq;
             }
-            Op::Seq { sub, next } if *sub == self.id => self.next_seq = *next,
+            Op::Seq { sub, next, seek } if *sub == self.id => {
+                self.next_seq = *next;
+                self.seek_seq = *seek;
+            }
             Op::DeadLetterRemoved { sub, id } if *sub == self.id && *id >= self.dead_floor => {
                 self.dead_removed.insert(*id);
             }
@@ -404,15 +407,15 @@ impl Sub {
             reason,
             last_error: entry.last_error.clone(),
         };
+        // Only the flag changes: the entry stays as journaled, so an abort
+        // leaves memory equal to what a replay would rebuild (the new error
+        // travels in the `Dying`, into the dead letter).
         if let Some(e) = self
             .parts
             .get_mut(&tp)
             .and_then(|p| p.pending.get_mut(&offset))
         {
-            *e = Entry {
-                dying: true,
-                ..entry
-            };
+            e.dying = true;
         }
         d
     }
@@ -786,7 +789,9 @@ impl Sub {
             .as_deref()
             .filter(|_| self.ordered())
             .map(|k| key_hash(k.as_bytes()));
-        self.recent_dead_set.remove(&(tp, offset));
+        if self.recent_dead_set.remove(&(tp, offset)) {
+            self.recent_dead.retain(|x| *x != (tp, offset));
+        }
         self.emit_put(
             ops,
             tp,
@@ -810,6 +815,7 @@ impl Sub {
         ops.push(Op::Seq {
             sub: self.id,
             next: self.next_seq,
+            seek: self.seek_seq,
         });
         for (&tp, part) in &self.parts {
             ops.push(Op::Cursor {

@@ -484,17 +484,13 @@ impl Model {
         self.predict(g) == Expect::Ok
     }
 
-    fn restart(&mut self, snapshot: bool) {
+    fn restart(&mut self) {
         for part in &mut self.parts {
             for ev in &mut part.events {
                 match &mut ev.state {
                     MState::Pending(e) => {
                         e.dying = false;
-                        if snapshot {
-                            e.journaled_error = e.last_error.clone();
-                        } else {
-                            e.last_error = e.journaled_error.clone();
-                        }
+                        e.last_error = e.journaled_error.clone();
                     }
                     MState::Dead { recent } => *recent = false,
                     _ => {}
@@ -1326,6 +1322,7 @@ impl Harness {
         prop_assert!(e.is_some(), "model: {:?} is not dying", d);
         if let Some(e) = e {
             e.dying = false;
+            e.last_error = e.journaled_error.clone();
         }
         Ok(())
     }
@@ -1385,7 +1382,7 @@ impl Harness {
         }
         self.sub = fresh_sub(&self.config, &self.journal);
         self.dying.clear();
-        self.m.restart(from_snapshot);
+        self.m.restart();
     }
 
     /// Compares the `Sub` with the model, and checks the invariants.
@@ -1423,11 +1420,13 @@ impl Harness {
                     p,
                     o
                 );
+                // A dying entry keeps its journaled error; the new one
+                // travels in its `Dying`.
                 prop_assert!(
-                    me.last_error.matches(&e.last_error),
+                    me.journaled_error.matches(&e.last_error),
                     "last error of {p}/{o}: {:?}, expected {:?}",
                     e.last_error,
-                    me.last_error
+                    me.journaled_error
                 );
                 pending += 1;
                 leased += u64::from(me.leased());
