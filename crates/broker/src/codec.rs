@@ -356,4 +356,24 @@ mod tests {
         r.value = Bytes::from(bad);
         assert!(record_to_event("t", 0, &stored(r)).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_records_never_panics(
+            value in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            key in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..16)),
+        ) {
+            // Proves the envelope decoder returns errors, not panics, on
+            // any stored bytes.
+            let rec = StoredRecord {
+                offset: eddy_log::Offset(0),
+                timestamp_ms: 0,
+                key: key.map(Bytes::from),
+                headers: vec![Header { name: "h".into(), value: Bytes::from_static(&[0xff]) }],
+                value: Bytes::from(value),
+            };
+            let _ = record_to_event("t", 0, &rec);
+            let _ = record_event_id(&rec.value);
+        }
+    }
 }

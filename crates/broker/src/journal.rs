@@ -755,4 +755,15 @@ mod tests {
             let _ = decode_all(&w.buf[..cut], "test"); // never panics
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            // Proves the journal and snapshot decoders return errors, not
+            // panics, on any input (the log's CRC catches damage first,
+            // but a decoder must not trust it).
+            let _ = decode_all(&bytes, "fuzz");
+            let _ = read_snapshot(&bytes);
+        }
+    }
 }
