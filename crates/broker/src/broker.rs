@@ -401,7 +401,7 @@ impl Broker {
         if events.len() > PUBLISH_BATCH_MAX {
             return Err(BusError::LimitExceeded {
                 what: "batch event count",
-                setting: "publish batch events max",
+                setting: "PUBLISH_BATCH_MAX (split the batch)",
                 limit: PUBLISH_BATCH_MAX as u64,
                 actual: events.len() as u64,
             });
@@ -409,6 +409,15 @@ impl Broker {
         let limits = &self.inner.config.event_limits;
         for e in &events {
             e.validate(limits)?;
+        }
+        let bytes: usize = events.iter().map(Event::size_bytes).sum();
+        if bytes > PUBLISH_BATCH_BYTES_MAX {
+            return Err(BusError::LimitExceeded {
+                what: "publish batch bytes",
+                setting: "PUBLISH_BATCH_BYTES_MAX (split the batch)",
+                limit: PUBLISH_BATCH_BYTES_MAX as u64,
+                actual: bytes as u64,
+            });
         }
         for e in &mut events {
             if e.id.is_empty() {
@@ -747,6 +756,9 @@ impl Broker {
 
 /// Most events in one publish.
 pub const PUBLISH_BATCH_MAX: usize = 10_000;
+/// Most bytes of events (as counted by `Event::size_bytes`) in one publish;
+/// within the partition log's 16 MiB batch limit with room for framing.
+pub const PUBLISH_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 pub(crate) fn topic_info(t: &Topic) -> TopicInfo {
     TopicInfo {

@@ -37,6 +37,10 @@ const M_GENERATION: &str = "eddy:generation";
 /// The event type of a dead-letter alert on `$sys.alerts`.
 pub const DEAD_LETTER_ALERT_TYPE: &str = "eddy.deadlettered";
 
+/// Bytes of events one redrive-to-topic append carries at most (the log's
+/// `batch_bytes_max` is 16 MiB).
+const REDRIVE_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Most dead letters one list returns.
 const LIST_MAX: u32 = 10_000;
 
@@ -307,9 +311,21 @@ impl Broker {
                 eddy_bus::name::check_topic_name(&name)?;
                 let topic = Arc::clone(cat.topic(&name)?);
                 drop(cat);
-                let events: Vec<Event> = letters.iter().map(|dl| dl.event.event.clone()).collect();
-                for chunk in events.chunks(crate::broker::PUBLISH_BATCH_MAX) {
-                    self.publish_internal(&topic, chunk, false)?;
+                // In batches that stay well under the log's batch limit.
+                let mut batch: Vec<Event> = Vec::new();
+                let mut bytes = 0;
+                for dl in &letters {
+                    let size = dl.event.event.size_bytes() + 256;
+                    if !batch.is_empty() && bytes + size > REDRIVE_BATCH_BYTES {
+                        self.publish_internal(&topic, &batch, false)?;
+                        batch.clear();
+                        bytes = 0;
+                    }
+                    batch.push(dl.event.event.clone());
+                    bytes += size;
+                }
+                if !batch.is_empty() {
+                    self.publish_internal(&topic, &batch, false)?;
                 }
                 let w = {
                     let mut st = cell.lock();

@@ -10,7 +10,7 @@
 //!
 //! It is **not** a server: no sockets here. Limits: events up to
 //! `event_bytes_max` (1 MiB by default), 1024 partitions per topic,
-//! 10,000 events per publish, `max_ack_pending` pending events per
+//! 10,000 events and 8 MiB per publish, `max_ack_pending` pending events per
 //! subscription.
 //!
 //! ```no_run
@@ -42,7 +42,7 @@ mod sub;
 mod sub_model_test;
 mod topic;
 
-pub use broker::{Broker, PUBLISH_BATCH_MAX};
+pub use broker::{Broker, PUBLISH_BATCH_BYTES_MAX, PUBLISH_BATCH_MAX};
 pub use config::BrokerConfig;
 pub use dead::DEAD_LETTER_ALERT_TYPE;
 pub use eddy_log::{Clock, FsyncPolicy, ManualClock, SystemClock};
