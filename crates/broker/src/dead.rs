@@ -20,7 +20,7 @@ use eddy_bus::{
 use crate::broker::{Broker, SubCell};
 use crate::codec::META_PREFIX;
 use crate::journal::{Op, Tp};
-use crate::sub::Dying;
+use crate::sub::{Dying, Sub};
 use crate::topic::Topic;
 
 const M_SUB: &str = "eddy:subscription";
@@ -267,7 +267,6 @@ impl Broker {
         let cat = self.catalog_read()?;
         let cell = Arc::clone(cat.sub(sub)?);
         let now = self.now_ms();
-        let mut ops = Vec::new();
         match target {
             RedriveTarget::Subscription => {
                 // Check every one before changing anything.
@@ -292,20 +291,12 @@ impl Broker {
                     places.push(tp);
                 }
                 drop(cat);
-                let w = {
-                    let mut st = cell.lock();
+                let ids: Vec<u64> = letters.iter().map(|dl| dl.id).collect();
+                self.remove_dead_letters(&cell, &ids, |st, ops| {
                     for (dl, tp) in letters.iter().zip(places) {
-                        st.redrive(tp, dl, now, &mut ops);
-                        let op = Op::DeadLetterRemoved {
-                            sub: cell.id,
-                            id: dl.id,
-                        };
-                        st.apply(&op);
-                        ops.push(op);
+                        st.redrive(tp, dl, now, ops);
                     }
-                    self.inner.journal.write(&ops)?
-                };
-                self.inner.journal.wait(w)?;
+                })?;
             }
             RedriveTarget::Topic(name) => {
                 eddy_bus::name::check_topic_name(&name)?;
@@ -327,23 +318,34 @@ impl Broker {
                 if !batch.is_empty() {
                     self.publish_internal(&topic, &batch, false)?;
                 }
-                let w = {
-                    let mut st = cell.lock();
-                    for dl in &letters {
-                        let op = Op::DeadLetterRemoved {
-                            sub: cell.id,
-                            id: dl.id,
-                        };
-                        st.apply(&op);
-                        ops.push(op);
-                    }
-                    self.inner.journal.write(&ops)?
-                };
-                self.inner.journal.wait(w)?;
+                let ids: Vec<u64> = letters.iter().map(|dl| dl.id).collect();
+                self.remove_dead_letters(&cell, &ids, |_, _| {})?;
             }
         }
         self.notify();
         Ok(letters.len() as u64)
+    }
+
+    /// Takes dead letters out of the queue, after `before` (under the same
+    /// lock, in the same journal write), and waits until that is durable.
+    fn remove_dead_letters(
+        &self,
+        cell: &SubCell,
+        ids: &[u64],
+        before: impl FnOnce(&mut Sub, &mut Vec<Op>),
+    ) -> Result<()> {
+        let mut ops = Vec::new();
+        let w = {
+            let mut st = cell.lock();
+            before(&mut st, &mut ops);
+            for &id in ids {
+                let op = Op::DeadLetterRemoved { sub: cell.id, id };
+                st.apply(&op);
+                ops.push(op);
+            }
+            self.inner.journal.write(&ops)?
+        };
+        self.inner.journal.wait(w)
     }
 
     pub(crate) fn purge_sync(&self, sub: &str, selection: DeadLetterSelection) -> Result<u64> {
@@ -372,16 +374,7 @@ impl Broker {
                 for &id in ids {
                     self.dead_letter_sync(sub, id)?;
                 }
-                let w = {
-                    let mut st = cell.lock();
-                    for &id in ids {
-                        let op = Op::DeadLetterRemoved { sub: cell.id, id };
-                        st.apply(&op);
-                        ops.push(op);
-                    }
-                    self.inner.journal.write(&ops)?
-                };
-                self.inner.journal.wait(w)?;
+                self.remove_dead_letters(&cell, ids, |_, _| {})?;
                 ids.len() as u64
             }
         };
