@@ -249,13 +249,29 @@ impl Topic {
     }
 
     /// Waits until everything a publish wrote (or pointed at) is durable.
+    /// The partitions' group commits run side by side (scoped threads),
+    /// so a batch spanning partitions waits for the slowest fsync, not the
+    /// sum of them.
     pub(crate) fn wait_durable(&self, p: &PendingPublish) -> Result<()> {
-        for &(part, next) in &p.wait {
+        let wait = |&(part, next): &(u32, u64)| {
             self.logs[part as usize]
                 .wait_durable(eddy_log::Offset(next))
-                .map_err(from_log)?;
-        }
-        Ok(())
+                .map_err(from_log)
+        };
+        let Some((first, rest)) = p.wait.split_first() else {
+            return Ok(());
+        };
+        std::thread::scope(|scope| {
+            let others: Vec<_> = rest.iter().map(|w| scope.spawn(move || wait(w))).collect();
+            let mut result = wait(first);
+            for handle in others {
+                let r = handle
+                    .join()
+                    .unwrap_or_else(|_| Err(BusError::Storage("an fsync thread panicked".into())));
+                result = result.and(r);
+            }
+            result
+        })
     }
 
     /// Up to `max` events of `partition` from `from` on (from the first
