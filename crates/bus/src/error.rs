@@ -121,7 +121,8 @@ pub enum BusError {
 impl BusError {
     /// The stable numeric code of this error: 1xxx bad input, 2xxx topics,
     /// 3xxx subscriptions, 4xxx deliveries, 5xxx reads and dead letters,
-    /// 9xxx the bus itself.
+    /// 9xxx the bus itself. 8xxx is reserved for the native protocol's own
+    /// errors (`eddy-proto`).
     pub fn code(&self) -> u16 {
         match self {
             BusError::InvalidName { .. } => 1001,
