@@ -1,0 +1,705 @@
+//! `eddy-client`: Eddy's Rust client for the native protocol — the
+//! [`eddy_bus::Bus`] interface, served by a remote `eddy-server` over TCP.
+//!
+//! [`Client::connect`] opens a TCP connection, does the `Hello` →
+//! `Welcome` handshake, and from then on every `Bus` method sends one
+//! request frame (`eddy-proto`) and waits for its response. Requests are
+//! pipelined: many callers (clones of one [`Client`]) share the connection,
+//! each request gets an id from a counter, and a reader task routes each
+//! response to its caller by id, joining list responses split over several
+//! frames (MORE). An `Error` frame becomes the [`BusError`] it stands for
+//! (`WireError::to_bus_error`), so a remote bus fails exactly like a local
+//! one.
+//!
+//! Limits: at most the server's `max_in_flight_requests` requests are in
+//! flight at once (more callers wait for a slot), and no frame is larger
+//! than the server's `max_frame_bytes` (a request that would be is refused
+//! with `LimitExceeded` before anything is sent). Frames to send queue in a
+//! bounded channel.
+//!
+//! Connection loss: every request waiting on the connection fails with
+//! [`BusError::Unavailable`] — its effect on the server is then unknown —
+//! and the **next** call connects again (reconnect on demand; nothing is
+//! retried automatically).
+//!
+//! It is **not** a server and holds no data. `Bus::subscribe` is the
+//! trait's default, built on `fetch`: push over the wire (`Subscribe` /
+//! `Credit`) is not used yet. No TLS.
+//!
+//! ```no_run
+//! use eddy_bus::{Bus, Event};
+//! use eddy_client::{Client, ClientConfig};
+//!
+//! # async fn demo() -> eddy_bus::Result<()> {
+//! let bus = Client::connect("127.0.0.1:7420", ClientConfig::default()).await?;
+//! bus.publish("orders.placed", Event::new("OrderPlaced", "{}")).await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eddy_bus::{
+    AckId, Bus, BusError, DeadLetter, DeadLetterSelection, Delivery, Event, FetchOptions,
+    NackOptions, Partition, Published, ReadBatch, ReadFrom, RedriveTarget, Result, SeekTo,
+    SubscriptionConfig, SubscriptionInfo, SubscriptionStats, TopicConfig, TopicInfo, TopicStats,
+};
+use eddy_proto::{
+    Decoded, FRAME_BYTES_CAP, FRAME_BYTES_MIN, Frame, HANDSHAKE_FRAME_BYTES, Hello, Message,
+    ProtoError, Request, Response, SUPPORTED_VERSIONS, decode_frame, encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// Frames queued for the writer task of one connection.
+const WRITE_QUEUE_FRAMES: usize = 64;
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Sent in the `Hello`, if the server wants credentials.
+    pub token: Option<String>,
+    /// Sent in the `Hello` (name and version), for the server's logs.
+    pub client_name: String,
+    /// How long connecting and the handshake may take, in ms.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            token: None,
+            client_name: concat!("eddy-client/", env!("CARGO_PKG_VERSION")).to_string(),
+            connect_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A connection to an Eddy server, implementing [`Bus`]. Cheap to clone:
+/// clones share the connection.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    addrs: Vec<SocketAddr>,
+    config: ClientConfig,
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    next_id: AtomicU64,
+}
+
+/// What a waiting caller gets: the response (joined if continued), or the
+/// error it stands for.
+type Reply = Result<Response>;
+
+/// A caller waiting for its response, with its in-flight slot.
+#[derive(Debug)]
+struct Waiter {
+    reply: oneshot::Sender<Reply>,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// The requests in flight on a connection; `None` once it is lost.
+#[derive(Debug, Default)]
+struct Pending(Mutex<Option<HashMap<u64, Waiter>>>);
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<u64, Waiter>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks the connection lost: every waiter's sender is dropped, so it
+    /// fails with `Unavailable`.
+    fn fail_all(&self) {
+        self.lock().take();
+    }
+
+    fn is_lost(&self) -> bool {
+        self.lock().is_none()
+    }
+}
+
+/// One live connection.
+#[derive(Debug)]
+struct Conn {
+    frames: mpsc::Sender<Vec<u8>>,
+    pending: Arc<Pending>,
+    slots: Arc<Semaphore>,
+    max_frame_bytes: u32,
+    tasks: [AbortHandle; 2],
+}
+
+impl Conn {
+    fn shut(&self) {
+        self.pending.fail_all();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+fn unavailable(what: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(what.to_string())
+}
+
+fn unexpected(response: &Response) -> BusError {
+    BusError::Unavailable(format!(
+        "protocol: unexpected response kind {}",
+        response.kind().name()
+    ))
+}
+
+impl Client {
+    /// Connects to the server at `addr` and does the handshake.
+    pub async fn connect(
+        addr: impl tokio::net::ToSocketAddrs,
+        config: ClientConfig,
+    ) -> Result<Client> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| unavailable(format!("resolving the server address: {e}")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(unavailable("the server address resolves to nothing"));
+        }
+        let inner = Arc::new(Inner {
+            addrs,
+            config,
+            conn: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+        });
+        let client = Client { inner };
+        client.connection().await?;
+        Ok(client)
+    }
+
+    /// Closes the connection: requests in flight fail with `Unavailable`.
+    /// A later call connects again.
+    pub async fn close(&self) {
+        if let Some(conn) = self.inner.conn.lock().await.take() {
+            conn.shut();
+        }
+    }
+
+    /// The live connection, connecting if there is none (or it was lost).
+    async fn connection(&self) -> Result<Arc<Conn>> {
+        let mut slot = self.inner.conn.lock().await;
+        if let Some(conn) = slot.as_ref()
+            && !conn.pending.is_lost()
+        {
+            return Ok(Arc::clone(conn));
+        }
+        *slot = None;
+        let timeout = Duration::from_millis(self.inner.config.connect_timeout_ms);
+        let conn = tokio::time::timeout(timeout, self.open())
+            .await
+            .map_err(|_| unavailable("connecting to the server timed out"))??;
+        let conn = Arc::new(conn);
+        *slot = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    async fn open(&self) -> Result<Conn> {
+        let mut last = None;
+        let mut stream = None;
+        for addr in &self.inner.addrs {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(format!("connecting to {addr}: {e}")),
+            }
+        }
+        let Some(mut stream) = stream else {
+            return Err(unavailable(last.unwrap_or_default()));
+        };
+        let _ = stream.set_nodelay(true);
+        let config = &self.inner.config;
+        let hello = Frame::new(
+            0,
+            Request::Hello(Hello::new(config.client_name.clone(), config.token.clone())),
+        );
+        let mut wire = Vec::new();
+        encode_frame(&hello, HANDSHAKE_FRAME_BYTES, &mut wire).map_err(encode_error)?;
+        stream
+            .write_all(&wire)
+            .await
+            .map_err(|e| unavailable(format!("sending the Hello: {e}")))?;
+        let mut buf = Vec::new();
+        let welcome = match read_frame(&mut stream, &mut buf, HANDSHAKE_FRAME_BYTES).await? {
+            Some(Frame {
+                message: Message::Response(Response::Welcome(w)),
+                ..
+            }) => w,
+            Some(Frame {
+                message: Message::Response(Response::Error(e)),
+                ..
+            }) => return Err(e.to_bus_error()),
+            Some(Frame {
+                message: Message::Response(r),
+                ..
+            }) => return Err(unexpected(&r)),
+            Some(_) => return Err(unavailable("protocol: the server sent a request")),
+            None => return Err(unavailable("the server closed the connection")),
+        };
+        if !SUPPORTED_VERSIONS.contains(&welcome.version)
+            || !(FRAME_BYTES_MIN..=FRAME_BYTES_CAP).contains(&welcome.max_frame_bytes)
+            || welcome.max_in_flight_requests == 0
+        {
+            return Err(unavailable(format!(
+                "protocol: the server's Welcome is not acceptable: {welcome:?}"
+            )));
+        }
+        let max_frame_bytes = welcome.max_frame_bytes;
+        let (read, write) = stream.into_split();
+        let pending = Arc::new(Pending(Mutex::new(Some(HashMap::new()))));
+        let (frames, queue) = mpsc::channel(WRITE_QUEUE_FRAMES);
+        let reader = tokio::spawn(read_loop(read, buf, max_frame_bytes, Arc::clone(&pending)));
+        let writer = tokio::spawn(write_loop(write, queue, Arc::clone(&pending)));
+        let slots = usize::try_from(welcome.max_in_flight_requests)
+            .unwrap_or(1)
+            .min(Semaphore::MAX_PERMITS);
+        Ok(Conn {
+            frames,
+            pending,
+            slots: Arc::new(Semaphore::new(slots)),
+            max_frame_bytes,
+            tasks: [reader.abort_handle(), writer.abort_handle()],
+        })
+    }
+
+    /// Sends `request` and waits for its response; an `Error` frame is
+    /// returned as its `BusError`.
+    async fn call(&self, request: Request) -> Result<Response> {
+        let conn = self.connection().await?;
+        let slot = Arc::clone(&conn.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| unavailable("the connection is closed"))?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut wire = Vec::new();
+        encode_frame(&Frame::new(id, request), conn.max_frame_bytes, &mut wire)
+            .map_err(encode_error)?;
+        // A place in the write queue first: from registering the waiter to
+        // queueing its frame nothing awaits, so a caller that gives up
+        // leaves no waiter whose request was never sent.
+        let queued = conn
+            .frames
+            .reserve()
+            .await
+            .map_err(|_| unavailable("the connection to the server was lost"))?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = conn.pending.lock();
+            let Some(map) = pending.as_mut() else {
+                return Err(unavailable("the connection to the server was lost"));
+            };
+            map.insert(
+                id,
+                Waiter {
+                    reply: tx,
+                    _slot: slot,
+                },
+            );
+        }
+        queued.send(wire);
+        match rx.await {
+            Ok(Ok(Response::Error(e))) => Err(e.to_bus_error()),
+            Ok(reply) => reply,
+            Err(_) => Err(unavailable("the connection to the server was lost")),
+        }
+    }
+}
+
+/// A request that cannot be sent: too large for a frame, or a list too long.
+fn encode_error(e: ProtoError) -> BusError {
+    match e {
+        ProtoError::FrameTooLarge { limit, actual } => BusError::LimitExceeded {
+            what: "request frame",
+            setting: "max_frame_bytes",
+            limit: u64::from(limit),
+            actual,
+        },
+        ProtoError::ListTooLong {
+            what,
+            limit,
+            actual,
+        } => BusError::LimitExceeded {
+            what,
+            setting: "protocol list items",
+            limit: u64::from(limit),
+            actual,
+        },
+        other => BusError::InvalidArgument {
+            what: "request",
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Reads the next frame; `None` at a clean end of stream.
+async fn read_frame(
+    stream: &mut (impl AsyncReadExt + Unpin),
+    buf: &mut Vec<u8>,
+    max_frame_bytes: u32,
+) -> Result<Option<Frame>> {
+    loop {
+        match decode_frame(buf, max_frame_bytes) {
+            Ok(Decoded::Frame { frame, consumed }) => {
+                buf.drain(..consumed);
+                return Ok(Some(frame));
+            }
+            Ok(Decoded::Incomplete { needed }) => {
+                buf.reserve(needed.min(64 << 10));
+                match stream.read_buf(buf).await {
+                    Ok(0) if buf.is_empty() => return Ok(None),
+                    Ok(0) => return Err(unavailable("the connection ended inside a frame")),
+                    Ok(_) => {}
+                    Err(e) => return Err(unavailable(format!("reading from the server: {e}"))),
+                }
+            }
+            Err(e) => return Err(unavailable(format!("protocol: {e}"))),
+        }
+    }
+}
+
+/// Routes responses to their waiters until the connection ends, then
+/// fails every waiter.
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    mut buf: Vec<u8>,
+    max_frame_bytes: u32,
+    pending: Arc<Pending>,
+) {
+    let mut partial: HashMap<u64, Response> = HashMap::new();
+    while let Ok(Some(frame)) = read_frame(&mut read, &mut buf, max_frame_bytes).await {
+        let Message::Response(response) = frame.message else {
+            break;
+        };
+        let id = frame.request_id;
+        let reply = match partial.remove(&id) {
+            Some(mut joined) => match joined.absorb(response) {
+                Ok(()) => joined,
+                Err(e) => {
+                    deliver(&pending, id, Err(unavailable(format!("protocol: {e}"))));
+                    continue;
+                }
+            },
+            None => response,
+        };
+        if frame.more {
+            // Only requests still awaited are joined, so what is kept is
+            // bounded by the requests in flight.
+            if is_awaited(&pending, id) {
+                partial.insert(id, reply);
+            }
+        } else {
+            deliver(&pending, id, Ok(reply));
+        }
+    }
+    pending.fail_all();
+}
+
+fn is_awaited(pending: &Pending, id: u64) -> bool {
+    pending.lock().as_ref().is_some_and(|m| m.contains_key(&id))
+}
+
+fn deliver(pending: &Pending, id: u64, reply: Reply) {
+    let waiter = pending.lock().as_mut().and_then(|m| m.remove(&id));
+    if let Some(w) = waiter {
+        // The caller may have given up; nothing to do then.
+        let _ = w.reply.send(reply);
+    }
+}
+
+/// Writes queued frames until the queue closes or a write fails.
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    pending: Arc<Pending>,
+) {
+    while let Some(frame) = queue.recv().await {
+        if write.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    pending.fail_all();
+}
+
+impl Bus for Client {
+    async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        let name = name.to_string();
+        match self.call(Request::CreateTopic { name, config }).await? {
+            Response::TopicCreated(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        match self.call(Request::ListTopics).await? {
+            Response::Topics(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let name = name.to_string();
+        match self.call(Request::DescribeTopic { name }).await? {
+            Response::Topic(t) => Ok(t),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        match self.call(Request::DeleteTopic { name }).await? {
+            Response::TopicDeleted => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn publish(&self, topic: &str, event: Event) -> Result<Published> {
+        let mut published = self.publish_batch(topic, vec![event]).await?;
+        match (published.pop(), published.is_empty()) {
+            (Some(p), true) => Ok(p),
+            _ => Err(unavailable(
+                "protocol: a publish of one event was answered with another count",
+            )),
+        }
+    }
+
+    async fn publish_batch(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
+        let count = events.len();
+        let topic = topic.to_string();
+        match self.call(Request::Publish { topic, events }).await? {
+            Response::Published(p) if p.len() == count => Ok(p),
+            Response::Published(p) => Err(unavailable(format!(
+                "protocol: {count} events published, {} outcomes",
+                p.len()
+            ))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: Partition,
+        from: ReadFrom,
+        max: u32,
+    ) -> Result<ReadBatch> {
+        let request = Request::Read {
+            topic: topic.to_string(),
+            partition,
+            from,
+            max,
+        };
+        match self.call(request).await? {
+            Response::ReadBatch(b) => Ok(b),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn create_subscription(
+        &self,
+        name: &str,
+        config: SubscriptionConfig,
+    ) -> Result<SubscriptionInfo> {
+        let name = name.to_string();
+        match self
+            .call(Request::CreateSubscription { name, config })
+            .await?
+        {
+            Response::SubscriptionCreated(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionInfo>> {
+        match self.call(Request::ListSubscriptions).await? {
+            Response::Subscriptions(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn describe_subscription(&self, name: &str) -> Result<SubscriptionInfo> {
+        let name = name.to_string();
+        match self.call(Request::DescribeSubscription { name }).await? {
+            Response::Subscription(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_subscription(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        match self.call(Request::DeleteSubscription { name }).await? {
+            Response::SubscriptionDeleted => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn seek(&self, subscription: &str, to: SeekTo) -> Result<()> {
+        let subscription = subscription.to_string();
+        match self.call(Request::Seek { subscription, to }).await? {
+            Response::Sought => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn fetch(&self, subscription: &str, options: FetchOptions) -> Result<Vec<Delivery>> {
+        let subscription = subscription.to_string();
+        match self
+            .call(Request::Fetch {
+                subscription,
+                options,
+            })
+            .await?
+        {
+            Response::Deliveries(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn ack_all(&self, subscription: &str, ids: &[AckId]) -> Result<Vec<Result<()>>> {
+        let count = ids.len();
+        let request = Request::Ack {
+            subscription: subscription.to_string(),
+            ids: ids.to_vec(),
+        };
+        match self.call(request).await? {
+            Response::Acked(outcomes) if outcomes.len() == count => Ok(outcomes
+                .into_iter()
+                .map(|o| o.map_err(|e| e.to_bus_error()))
+                .collect()),
+            Response::Acked(outcomes) => Err(unavailable(format!(
+                "protocol: {count} ids acked, {} outcomes",
+                outcomes.len()
+            ))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn nack(&self, subscription: &str, id: &AckId, options: NackOptions) -> Result<()> {
+        let request = Request::Nack {
+            subscription: subscription.to_string(),
+            id: id.clone(),
+            options,
+        };
+        match self.call(request).await? {
+            Response::Nacked => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn extend(&self, subscription: &str, id: &AckId) -> Result<i64> {
+        let request = Request::Extend {
+            subscription: subscription.to_string(),
+            id: id.clone(),
+        };
+        match self.call(request).await? {
+            Response::Extended { lease_deadline_ms } => Ok(lease_deadline_ms),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn terminate(&self, subscription: &str, id: &AckId, reason: &str) -> Result<()> {
+        let request = Request::Terminate {
+            subscription: subscription.to_string(),
+            id: id.clone(),
+            reason: reason.to_string(),
+        };
+        match self.call(request).await? {
+            Response::Terminated => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        subscription: &str,
+        from: u64,
+        max: u32,
+    ) -> Result<Vec<DeadLetter>> {
+        let request = Request::DeadLetters {
+            subscription: subscription.to_string(),
+            from,
+            max,
+        };
+        match self.call(request).await? {
+            Response::DeadLetterList(d) => Ok(d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn dead_letter(&self, subscription: &str, id: u64) -> Result<DeadLetter> {
+        let request = Request::DeadLetter {
+            subscription: subscription.to_string(),
+            id,
+        };
+        match self.call(request).await? {
+            Response::DeadLetterShown(d) => Ok(*d),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn redrive(
+        &self,
+        subscription: &str,
+        selection: DeadLetterSelection,
+        target: RedriveTarget,
+    ) -> Result<u64> {
+        let request = Request::Redrive {
+            subscription: subscription.to_string(),
+            selection,
+            target,
+        };
+        match self.call(request).await? {
+            Response::Redriven { count } => Ok(count),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn purge(&self, subscription: &str, selection: DeadLetterSelection) -> Result<u64> {
+        let request = Request::Purge {
+            subscription: subscription.to_string(),
+            selection,
+        };
+        match self.call(request).await? {
+            Response::Purged { count } => Ok(count),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn topic_stats(&self, name: &str) -> Result<TopicStats> {
+        let name = name.to_string();
+        match self.call(Request::TopicStats { name }).await? {
+            Response::TopicStatsShown(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn subscription_stats(&self, name: &str) -> Result<SubscriptionStats> {
+        let name = name.to_string();
+        match self.call(Request::SubscriptionStats { name }).await? {
+            Response::SubscriptionStatsShown(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
