@@ -5,6 +5,7 @@
 
 mod bench;
 mod log;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -20,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the broker on a folder over the native protocol.
+    Serve(serve::ServeArgs),
     /// Work with a storage log directly: append, read, inspect.
     Log(log::LogArgs),
     /// Measure Eddy's performance on this machine.
@@ -29,6 +32,7 @@ enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Log(args) => log::run(args),
         Command::Bench(args) => bench::run(args),
     }
