@@ -92,7 +92,10 @@ pub struct Client {
 struct Inner {
     addrs: Vec<SocketAddr>,
     config: ClientConfig,
-    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// The live connection; a plain lock, held only to read or swap it.
+    conn: std::sync::Mutex<Option<Arc<Conn>>>,
+    /// Held while connecting, so that one caller reconnects for all.
+    connecting: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
 }
 
@@ -181,7 +184,8 @@ impl Client {
         let inner = Arc::new(Inner {
             addrs,
             config,
-            conn: tokio::sync::Mutex::new(None),
+            conn: std::sync::Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
         });
         let client = Client { inner };
@@ -192,26 +196,42 @@ impl Client {
     /// Closes the connection: requests in flight fail with `Unavailable`.
     /// A later call connects again.
     pub async fn close(&self) {
-        if let Some(conn) = self.inner.conn.lock().await.take() {
+        if let Some(conn) = self.slot().take() {
             conn.shut();
         }
     }
 
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Conn>>> {
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The connection, if there is one and it is not lost.
+    fn live(&self) -> Option<Arc<Conn>> {
+        self.slot()
+            .as_ref()
+            .filter(|c| !c.pending.is_lost())
+            .cloned()
+    }
+
     /// The live connection, connecting if there is none (or it was lost).
+    /// Every request passes here: the common case takes only a plain lock.
     async fn connection(&self) -> Result<Arc<Conn>> {
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(conn) = slot.as_ref()
-            && !conn.pending.is_lost()
-        {
-            return Ok(Arc::clone(conn));
+        if let Some(conn) = self.live() {
+            return Ok(conn);
         }
-        *slot = None;
+        let _connecting = self.inner.connecting.lock().await;
+        if let Some(conn) = self.live() {
+            return Ok(conn); // another caller reconnected meanwhile
+        }
         let timeout = Duration::from_millis(self.inner.config.connect_timeout_ms);
         let conn = tokio::time::timeout(timeout, self.open())
             .await
             .map_err(|_| unavailable("connecting to the server timed out"))??;
         let conn = Arc::new(conn);
-        *slot = Some(Arc::clone(&conn));
+        *self.slot() = Some(Arc::clone(&conn));
         Ok(conn)
     }
 
