@@ -101,6 +101,20 @@ pub enum BusError {
     /// retention deleted it; redrive it to a topic instead.
     #[error("the original of dead letter {0} is no longer retained; redrive it to a topic")]
     RedriveSourceGone(u64),
+    /// The request carries no valid credentials, and the server wants them.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The credentials are valid but do not allow this action on this
+    /// resource.
+    #[error("permission denied: {action} on {resource:?} is not granted to {principal:?}")]
+    PermissionDenied {
+        /// Who asked (the token's name).
+        principal: String,
+        /// The permission needed: `publish`, `subscribe` or `admin`.
+        action: &'static str,
+        /// The topic, pattern or subscription it was needed on.
+        resource: String,
+    },
     /// The storage failed; the message says how.
     #[error("storage error: {0}")]
     Storage(String),
@@ -121,7 +135,7 @@ pub enum BusError {
 impl BusError {
     /// The stable numeric code of this error: 1xxx bad input, 2xxx topics,
     /// 3xxx subscriptions, 4xxx deliveries, 5xxx reads and dead letters,
-    /// 9xxx the bus itself. 8xxx is reserved for the native protocol's own
+    /// 6xxx access control, 9xxx the bus itself. 8xxx is reserved for the native protocol's own
     /// errors (`eddy-proto`).
     pub fn code(&self) -> u16 {
         match self {
@@ -141,6 +155,8 @@ impl BusError {
             BusError::OffsetOutOfRange { .. } => 5001,
             BusError::DeadLetterNotFound(_) => 5002,
             BusError::RedriveSourceGone(_) => 5003,
+            BusError::Unauthenticated(_) => 6001,
+            BusError::PermissionDenied { .. } => 6002,
             BusError::Storage(_) => 9001,
             BusError::Poisoned(_) => 9002,
             BusError::Corrupt(_) => 9003,

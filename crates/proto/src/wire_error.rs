@@ -18,6 +18,8 @@
 //! | 4001–4004 | `AlreadyAcked`, `DeadLettered`, `LeaseExpired`, `UnknownDelivery` | `ack_id` |
 //! | 5001 | `OffsetOutOfRange` | `requested`, `first`, `next` |
 //! | 5002, 5003 | `DeadLetterNotFound`, `RedriveSourceGone` | `id` |
+//! | 6001 | `Unauthenticated` | `detail` |
+//! | 6002 | `PermissionDenied` | `principal`, `action`, `resource` |
 //! | 9001–9003, 9005 | `Storage`, `Poisoned`, `Corrupt`, `Unavailable` | `detail` |
 //! | 9004 | `Closed` | — |
 //!
@@ -137,6 +139,12 @@ impl WireError {
             },
             5002 => BusError::DeadLetterNotFound(self.number("id")),
             5003 => BusError::RedriveSourceGone(self.number("id")),
+            6001 => BusError::Unauthenticated(self.prose("detail")),
+            6002 => BusError::PermissionDenied {
+                principal: self.text("principal"),
+                action: self.label("action"),
+                resource: self.text("resource"),
+            },
             9001 => BusError::Storage(self.prose("detail")),
             9002 => BusError::Poisoned(self.prose("detail")),
             9003 => BusError::Corrupt(self.prose("detail")),
@@ -210,7 +218,16 @@ impl From<&BusError> for WireError {
                 .with("first", first)
                 .with("next", next),
             BusError::DeadLetterNotFound(id) | BusError::RedriveSourceGone(id) => f.with("id", id),
-            BusError::Storage(d)
+            BusError::PermissionDenied {
+                principal,
+                action,
+                resource,
+            } => f
+                .with("principal", principal)
+                .with("action", action)
+                .with("resource", resource),
+            BusError::Unauthenticated(d)
+            | BusError::Storage(d)
             | BusError::Poisoned(d)
             | BusError::Corrupt(d)
             | BusError::Unavailable(d) => f.with("detail", d),

@@ -130,6 +130,6 @@ fn protocol_codes_are_their_own_area() {
 fn unknown_codes_become_unavailable() {
     // Proves: a code this client does not know (a newer server's) still
     // maps to a BusError, keeping the code and message in its text.
-    let e = WireError::new(6001, "something new").to_bus_error();
-    assert_eq!(e, BusError::Unavailable("error 6001: something new".into()));
+    let e = WireError::new(7001, "something new").to_bus_error();
+    assert_eq!(e, BusError::Unavailable("error 7001: something new".into()));
 }

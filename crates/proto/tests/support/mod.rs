@@ -183,6 +183,12 @@ pub fn every_bus_error() -> Vec<BusError> {
         },
         BusError::DeadLetterNotFound(77),
         BusError::RedriveSourceGone(78),
+        BusError::Unauthenticated("no token".into()),
+        BusError::PermissionDenied {
+            principal: "billing".into(),
+            action: "publish",
+            resource: "orders.created".into(),
+        },
         BusError::Storage("disk full".into()),
         BusError::Poisoned("fsync failed".into()),
         BusError::Corrupt("bad crc".into()),
