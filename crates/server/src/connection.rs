@@ -20,14 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use eddy_auth::Access;
 use eddy_bus::{Bus, BusError};
 use eddy_proto::{
     Decoded, FRAME_HEADER_BYTES, Frame, HANDSHAKE_FRAME_BYTES, Message, ProtoError, Request,
     Response, Welcome, WireError, decode_frame, encode_response,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -62,34 +61,80 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Serves one connection until the client leaves, breaks the protocol, or
-/// `stop` turns true (then in-flight requests finish first).
-pub(crate) async fn serve<B: Bus + Clone>(
-    socket: TcpStream,
-    bus: B,
+/// `stop` turns true (then in-flight requests finish first). The client
+/// is served on the bus `access` gives for its `Hello`'s token; if it gives
+/// none, the client gets the `Error` (6001) in answer to its `Hello` and
+/// the connection closes.
+pub(crate) async fn serve<A, R, W>(
+    reader: R,
+    writer: W,
+    access: Arc<A>,
     config: Arc<ServerConfig>,
     stop: watch::Receiver<bool>,
-) {
-    let (reader, writer) = socket.into_split();
+) where
+    A: Access,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let in_flight = InFlight::default();
     let (out, queue) = mpsc::channel(config.write_queue_frames as usize);
-    let read_side = Reader {
-        frames: FrameReader {
-            reader,
-            buf: BytesMut::new(),
-        },
-        bus,
-        config: Arc::clone(&config),
-        in_flight: Arc::clone(&in_flight),
-        out,
-        tasks: JoinSet::new(),
-        stop,
+    let frames = FrameReader {
+        reader,
+        buf: BytesMut::new(),
+    };
+    let read_side = async {
+        let mut greeter = Greeter {
+            frames,
+            config: &config,
+            out: &out,
+            stop: stop.clone(),
+        };
+        let bus = match greeter.handshake(&*access).await {
+            Ok(bus) => bus,
+            Err(closing) => {
+                finish_without_requests(closing, &out).await;
+                return;
+            }
+        };
+        let read_side = Reader {
+            frames: greeter.frames,
+            bus,
+            config: Arc::clone(&config),
+            in_flight: Arc::clone(&in_flight),
+            out,
+            tasks: JoinSet::new(),
+            stop,
+        };
+        read_side.run().await;
     };
     // Both halves run on this task; request and push tasks are spawned
     // (and aborted if this task is).
     tokio::join!(
-        read_side.run(),
-        write_loop(writer, queue, in_flight, config.max_frame_bytes)
+        read_side,
+        write_loop(
+            writer,
+            queue,
+            Arc::clone(&in_flight),
+            config.max_frame_bytes
+        )
     );
+}
+
+/// A connection closing before its handshake completed: only an error
+/// frame, if any, to send.
+async fn finish_without_requests(closing: Closing, out: &mpsc::Sender<Outgoing>) {
+    let (request_id, error) = match closing {
+        Closing::Drain | Closing::Broken => return,
+        Closing::Protocol { request_id, error } => (request_id, WireError::from(&error)),
+        Closing::Refused { request_id, error } => (request_id, error),
+    };
+    let _ = out
+        .send(Outgoing {
+            request_id,
+            response: Response::Error(error),
+            settles: false,
+        })
+        .await;
 }
 
 /// Why the reader stopped.
@@ -102,6 +147,9 @@ enum Closing {
     /// The client broke the protocol: abandon what is in flight and send
     /// this error as the last frame.
     Protocol { request_id: u64, error: ProtoError },
+    /// The client may not be served (its `Hello` was refused): send this
+    /// error and close.
+    Refused { request_id: u64, error: WireError },
 }
 
 enum ReadError {
@@ -111,13 +159,21 @@ enum ReadError {
 }
 
 /// The socket's read half and the bytes read but not yet decoded.
-struct FrameReader {
-    reader: OwnedReadHalf,
+struct FrameReader<R> {
+    reader: R,
     buf: BytesMut,
 }
 
-struct Reader<B> {
-    frames: FrameReader,
+/// A connection before its `Hello`.
+struct Greeter<'a, R> {
+    frames: FrameReader<R>,
+    config: &'a ServerConfig,
+    out: &'a mpsc::Sender<Outgoing>,
+    stop: watch::Receiver<bool>,
+}
+
+struct Reader<B, R> {
+    frames: FrameReader<R>,
     bus: B,
     config: Arc<ServerConfig>,
     in_flight: InFlight,
@@ -126,13 +182,9 @@ struct Reader<B> {
     stop: watch::Receiver<bool>,
 }
 
-impl<B: Bus + Clone> Reader<B> {
+impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
     async fn run(mut self) {
-        let closing = match self.handshake().await {
-            Ok(()) => self.requests().await,
-            Err(closing) => closing,
-        };
-        match closing {
+        match self.requests().await {
             Closing::Drain => {
                 for control in lock(&self.in_flight).values().flatten() {
                     control.stop(false);
@@ -140,17 +192,10 @@ impl<B: Bus + Clone> Reader<B> {
                 while self.tasks.join_next().await.is_some() {}
             }
             Closing::Broken => self.abandon().await,
-            Closing::Protocol { request_id, error } => {
-                tracing::debug!(%error, "closing a connection after a protocol error");
+            closing @ (Closing::Protocol { .. } | Closing::Refused { .. }) => {
+                tracing::debug!("closing a connection after a protocol error");
                 self.abandon().await;
-                let _ = self
-                    .out
-                    .send(Outgoing {
-                        request_id,
-                        response: Response::Error(WireError::from(&error)),
-                        settles: false,
-                    })
-                    .await;
+                finish_without_requests(closing, &self.out).await;
             }
         }
         // Dropping `self.out`, the last sender, ends the writer once it
@@ -160,48 +205,6 @@ impl<B: Bus + Clone> Reader<B> {
     async fn abandon(&mut self) {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-    }
-
-    /// Reads the `Hello` and answers it with a `Welcome`.
-    async fn handshake(&mut self) -> Result<(), Closing> {
-        let limit = Duration::from_millis(self.config.handshake_timeout_ms);
-        let mut stop = self.stop.clone();
-        let read = tokio::select! {
-            read = tokio::time::timeout(limit, self.frames.read(HANDSHAKE_FRAME_BYTES)) => read,
-            _ = stop.wait_for(|s| *s) => return Err(Closing::Broken),
-        };
-        let frame = match read {
-            Err(_elapsed) => return Err(Closing::Broken),
-            Ok(read) => read.map_err(closing)?,
-        };
-        let request_id = frame.request_id;
-        let hello = match frame.message {
-            Message::Request(Request::Hello(hello)) => hello,
-            other => {
-                return Err(Closing::Protocol {
-                    request_id,
-                    error: ProtoError::UnexpectedKind {
-                        kind: other.kind().number(),
-                        why: "the first frame must be a Hello",
-                    },
-                });
-            }
-        };
-        let version = hello
-            .negotiate()
-            .map_err(|error| Closing::Protocol { request_id, error })?;
-        let welcome = Welcome {
-            version,
-            server: self.config.server_name.clone(),
-            max_frame_bytes: self.config.max_frame_bytes,
-            max_in_flight_requests: self.config.max_in_flight_requests,
-        };
-        let sent = self.out.send(Outgoing {
-            request_id,
-            response: Response::Welcome(welcome),
-            settles: false,
-        });
-        sent.await.map_err(|_| Closing::Broken)
     }
 
     /// Reads and admits requests until the connection closes.
@@ -316,7 +319,59 @@ impl<B: Bus + Clone> Reader<B> {
     }
 }
 
-impl FrameReader {
+impl<R: AsyncRead + Unpin> Greeter<'_, R> {
+    /// Reads the `Hello`, asks `access` for the bus to serve its token on,
+    /// and answers with a `Welcome`.
+    async fn handshake<A: Access>(&mut self, access: &A) -> Result<A::Bus, Closing> {
+        let limit = Duration::from_millis(self.config.handshake_timeout_ms);
+        let mut stop = self.stop.clone();
+        let read = tokio::select! {
+            read = tokio::time::timeout(limit, self.frames.read(HANDSHAKE_FRAME_BYTES)) => read,
+            _ = stop.wait_for(|s| *s) => return Err(Closing::Broken),
+        };
+        let frame = match read {
+            Err(_elapsed) => return Err(Closing::Broken),
+            Ok(read) => read.map_err(closing)?,
+        };
+        let request_id = frame.request_id;
+        let hello = match frame.message {
+            Message::Request(Request::Hello(hello)) => hello,
+            other => {
+                return Err(Closing::Protocol {
+                    request_id,
+                    error: ProtoError::UnexpectedKind {
+                        kind: other.kind().number(),
+                        why: "the first frame must be a Hello",
+                    },
+                });
+            }
+        };
+        let version = hello
+            .negotiate()
+            .map_err(|error| Closing::Protocol { request_id, error })?;
+        let bus = access
+            .bus_for(hello.token.as_deref())
+            .map_err(|e| Closing::Refused {
+                request_id,
+                error: WireError::from(&e),
+            })?;
+        let welcome = Welcome {
+            version,
+            server: self.config.server_name.clone(),
+            max_frame_bytes: self.config.max_frame_bytes,
+            max_in_flight_requests: self.config.max_in_flight_requests,
+        };
+        let sent = self.out.send(Outgoing {
+            request_id,
+            response: Response::Welcome(welcome),
+            settles: false,
+        });
+        sent.await.map_err(|_| Closing::Broken)?;
+        Ok(bus)
+    }
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads the next frame, refusing lengths above `limit`. Cancel-safe:
     /// bytes read stay in `self.buf` for the next call.
     async fn read(&mut self, limit: u32) -> Result<Frame, ReadError> {
@@ -380,8 +435,8 @@ fn header_request_id(buf: &[u8]) -> u64 {
 /// The connection's one writer: encodes queued responses (splitting large
 /// lists over frames) and writes them, several per write when more are
 /// queued. Ends when every sender is gone, or the socket fails.
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
     mut queue: mpsc::Receiver<Outgoing>,
     in_flight: InFlight,
     max_frame_bytes: u32,

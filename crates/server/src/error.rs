@@ -14,6 +14,9 @@ pub enum ServerError {
         /// Its allowed range, and the value given.
         reason: String,
     },
+    /// The TLS certificate or key cannot be used; the text says why.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// The result type of this crate.

@@ -12,8 +12,10 @@
 //! slowly holds up its own requests, and nobody else's.
 //!
 //! It is **not** a client, nor a bus: it owns no data, and holds no state
-//! beyond its connections — what a request does is the bus's business. It
-//! has no TLS and no authentication (a `Hello`'s token is ignored), and
+//! beyond its connections — what a request does is the bus's business, and
+//! who may do it is the [`eddy_auth::Access`]'s ([`serve_native_with`]
+//! serves each client on the bus its `Hello`'s token gets; [`serve_native`]
+//! serves everyone on the bus). TLS is optional ([`tls_acceptor`]). It has
 //! no HTTP; it knows the wire format only through `eddy-proto`.
 //!
 //! Limits, all in [`ServerConfig`]:
@@ -58,8 +60,10 @@ mod dispatch;
 mod error;
 mod push;
 mod serve;
+mod tls;
 
 pub use config::{IN_FLIGHT_REQUESTS_CAP, ServerConfig, WRITE_QUEUE_FRAMES_CAP};
 pub use error::{Result, ServerError};
 pub use push::CREDIT_UNUSED_MAX;
-pub use serve::serve_native;
+pub use serve::{ConnectionHook, Listening, serve_native, serve_native_with};
+pub use tls::tls_acceptor;

@@ -1,15 +1,18 @@
 //! The accept loop: connection slots, refusals, graceful shutdown.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eddy_auth::{Access, Open};
 use eddy_bus::{Bus, BusError};
 use eddy_proto::{Response, WireError, encode_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerConfig;
 use crate::connection;
@@ -45,8 +48,46 @@ pub async fn serve_native<B: Bus + Clone>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    serve_native_with(listener, Open(bus), Listening::default(), config, shutdown).await
+}
+
+/// Called for each connection accepted into a slot; what it returns is
+/// held until the connection closes (a metrics gauge's guard, say).
+pub type ConnectionHook = Arc<dyn Fn() -> Box<dyn Any + Send> + Send + Sync>;
+
+/// How a listener's connections are carried and watched.
+#[derive(Clone, Default)]
+pub struct Listening {
+    /// Wrap each connection in TLS (the handshake must complete within
+    /// `handshake_timeout_ms`, and counts against `max_connections`).
+    pub tls: Option<TlsAcceptor>,
+    /// Told of each connection.
+    pub on_connection: Option<ConnectionHook>,
+}
+
+impl std::fmt::Debug for Listening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listening")
+            .field("tls", &self.tls.is_some())
+            .field("on_connection", &self.on_connection.is_some())
+            .finish()
+    }
+}
+
+/// [`serve_native`] with access control, TLS and a connection hook: each
+/// client is served on the bus that `access` gives for the token in its
+/// `Hello`; a client it refuses gets the error (`Unauthenticated`, 6001)
+/// in answer to its `Hello`, and is closed.
+pub async fn serve_native_with<A: Access>(
+    listener: TcpListener,
+    access: A,
+    listening: Listening,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     config.validate()?;
     let config = Arc::new(config);
+    let access = Arc::new(access);
     let slots = Arc::new(Semaphore::new(config.max_connections as usize));
     let refusals = Arc::new(Semaphore::new(REFUSALS_MAX));
     let (stop_tx, stop) = watch::channel(false);
@@ -61,11 +102,33 @@ pub async fn serve_native<B: Bus + Clone>(
                 Ok((socket, _peer)) => {
                     let _ = socket.set_nodelay(true);
                     if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
-                        let bus = bus.clone();
+                        let access = Arc::clone(&access);
                         let config = Arc::clone(&config);
                         let stop = stop.clone();
+                        let watched = listening.on_connection.as_ref().map(|hook| hook());
+                        let tls = listening.tls.clone();
                         connections.spawn(async move {
-                            connection::serve(socket, bus, config, stop).await;
+                            match tls {
+                                None => {
+                                    let (reader, writer) = socket.into_split();
+                                    connection::serve(reader, writer, access, config, stop).await;
+                                }
+                                Some(tls) => {
+                                    let limit = Duration::from_millis(config.handshake_timeout_ms);
+                                    match tokio::time::timeout(limit, tls.accept(socket)).await {
+                                        Ok(Ok(stream)) => {
+                                            let (reader, writer) = tokio::io::split(stream);
+                                            connection::serve(reader, writer, access, config, stop)
+                                                .await;
+                                        }
+                                        Ok(Err(error)) => {
+                                            tracing::debug!(%error, "a TLS handshake failed");
+                                        }
+                                        Err(_) => tracing::debug!("a TLS handshake timed out"),
+                                    }
+                                }
+                            }
+                            drop(watched);
                             drop(slot);
                         });
                     } else if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {

@@ -1,0 +1,174 @@
+//! Proves access control end to end through the real binary: a server
+//! started with tokens in its config file refuses clients without a valid
+//! token, refuses each call a token has no grant for (changing nothing),
+//! and allows the rest; and a server without tokens refuses to listen
+//! beyond loopback, saying how to configure tokens.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use eddy_auth::TokenHash;
+use eddy_bus::{Bus, BusError, Event, Partition, ReadFrom, TopicConfig};
+use eddy_client::{Client, ClientConfig};
+
+const ADMIN: &str = "eddy_test_admin_token";
+const PUBLISHER: &str = "eddy_test_publisher_token";
+
+fn config_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("eddy.toml");
+    let text = format!(
+        r#"
+data_dir = "{data}"
+fsync = "always"
+
+[native]
+listen = "127.0.0.1:0"
+
+[http]
+listen = "off"
+
+[[tokens]]
+name = "ops"
+hash = "{admin}"
+grants = [{{ topics = ">", allow = ["admin"] }}]
+
+[[tokens]]
+name = "orders-service"
+hash = "{publisher}"
+grants = [{{ topics = "orders.>", allow = ["publish"] }}]
+"#,
+        data = dir.join("data").display(),
+        admin = TokenHash::of(ADMIN),
+        publisher = TokenHash::of(PUBLISHER),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `eddy serve --config <file>`; returns it, its native address
+/// and its banner.
+fn start(config: &std::path::Path) -> (Child, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn eddy serve");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut banner = String::new();
+    let mut line = String::new();
+    while out.read_line(&mut line).expect("banner") > 0 && !line.contains("stop with") {
+        banner.push_str(&line);
+        line.clear();
+    }
+    let addr = banner
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("eddy serve: native protocol on "))
+        .expect("the first banner line names the native address")
+        .to_string();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
+    });
+    (child, addr, banner)
+}
+
+fn with_token(token: &str) -> ClientConfig {
+    ClientConfig {
+        token: Some(token.to_string()),
+        ..ClientConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_required_and_grants_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr, banner) = start(&config_file(dir.path()));
+    assert!(banner.contains("2 token(s) required"), "banner: {banner}");
+
+    for config in [ClientConfig::default(), with_token("eddy_not_a_known_token")] {
+        match Client::connect(addr.as_str(), config).await {
+            Err(BusError::Unauthenticated(_)) => {}
+            other => panic!("expected Unauthenticated, got {other:?}"),
+        }
+    }
+
+    let admin = Client::connect(addr.as_str(), with_token(ADMIN)).await.unwrap();
+    let publisher = Client::connect(addr.as_str(), with_token(PUBLISHER))
+        .await
+        .unwrap();
+
+    match publisher
+        .create_topic("orders.created", TopicConfig::default())
+        .await
+    {
+        Err(BusError::PermissionDenied {
+            principal, action, ..
+        }) => assert_eq!((principal.as_str(), action), ("orders-service", "admin")),
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
+    for t in ["orders.created", "billing.paid"] {
+        admin.create_topic(t, TopicConfig::default()).await.unwrap();
+    }
+    publisher
+        .publish("orders.created", Event::new("order.created", "o-1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        publisher
+            .publish("billing.paid", Event::new("payment.made", "p-1"))
+            .await,
+        Err(BusError::PermissionDenied { .. })
+    ));
+    assert!(matches!(
+        publisher
+            .read("orders.created", Partition(0), ReadFrom::Beginning, 10)
+            .await,
+        Err(BusError::PermissionDenied { .. })
+    ));
+    // The refused publish stored nothing; the allowed one is there.
+    let read = |t: &'static str| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .read(t, Partition(0), ReadFrom::Beginning, 10)
+                .await
+                .unwrap()
+                .events
+                .len()
+        }
+    };
+    assert_eq!(read("billing.paid").await, 0);
+    assert_eq!(read("orders.created").await, 1);
+    // The denied client keeps its connection: it can still do what it may.
+    publisher
+        .publish("orders.created", Event::new("order.created", "o-2"))
+        .await
+        .unwrap();
+    assert_eq!(read("orders.created").await, 2);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+}
+
+#[test]
+fn without_tokens_only_loopback_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--http", "off", "--dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run eddy serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("without access tokens") && err.contains("eddy token create"),
+        "stderr: {err}"
+    );
+    // Nothing was created: the refusal comes before the broker opens.
+    assert!(!dir.path().join("data").exists());
+}
