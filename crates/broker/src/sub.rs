@@ -22,6 +22,7 @@ use eddy_bus::{
 };
 
 use crate::journal::{Op, SubId, Tp};
+use crate::topic::READ_RESULT_BYTES_MAX;
 
 /// A pending event of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -587,10 +588,13 @@ impl Sub {
         self.rr = self.rr.wrapping_add(1);
         let ordered = self.ordered();
         let cap = u64::from(self.config.max_ack_pending);
+        // A fetch is bounded in bytes as a read is: past the bound it
+        // returns what it has; the rest waits for the next fetch.
+        let mut bytes: usize = out.iter().map(|d| d.event.event.data.len()).sum();
         for i in 0..tps.len() {
             let tp = tps[(start + i) % tps.len()];
             loop {
-                if out.len() >= max || self.pending_count >= cap {
+                if out.len() >= max || self.pending_count >= cap || bytes >= READ_RESULT_BYTES_MAX {
                     return Ok(());
                 }
                 let next = self.parts[&tp].next;
@@ -628,6 +632,7 @@ impl Sub {
                     if blocked {
                         self.emit_put(ops, tp, offset, entry);
                     } else {
+                        bytes += event.event.data.len();
                         out.push(self.lease_entry(now, tp, offset, entry, event, ops));
                     }
                 }

@@ -18,6 +18,10 @@ use crate::journal::TopicId;
 
 /// Bytes one read of a partition asks the log for at most.
 const READ_BYTES_MAX: usize = 4 << 20;
+/// Most event bytes one read (or fetch) returns: past it, a read returns
+/// fewer events than asked (always at least one), so that no request can
+/// make the broker hold `max` × `event_bytes_max` in memory.
+pub const READ_RESULT_BYTES_MAX: usize = 16 << 20;
 
 /// Remembered event ids of a topic, oldest first.
 #[derive(Debug, Default)]
@@ -282,7 +286,8 @@ impl Topic {
         let end = log.next_offset().0;
         let mut out = Vec::new();
         let mut at = from;
-        while at < end && out.len() < max {
+        let mut bytes = 0usize;
+        while at < end && out.len() < max && bytes < READ_RESULT_BYTES_MAX {
             let want = (max - out.len())
                 .saturating_mul(1024)
                 .clamp(64 << 10, READ_BYTES_MAX);
@@ -299,13 +304,16 @@ impl Topic {
                 break;
             }
             for b in &batches {
-                for r in b.records().filter(|r| r.offset.0 >= at) {
-                    if out.len() >= max {
-                        break;
+                let start = at;
+                for r in b.records().filter(|r| r.offset.0 >= start) {
+                    if out.len() >= max || bytes >= READ_RESULT_BYTES_MAX {
+                        return Ok(out);
                     }
+                    bytes += r.value.len() + r.key.as_ref().map_or(0, |k| k.len());
                     out.push(record_to_event(&self.name, partition, &r)?.0);
+                    at = r.offset.0 + 1;
                 }
-                at = b.next_offset().0;
+                at = at.max(b.next_offset().0);
             }
             if out.len() >= max {
                 break;

@@ -88,14 +88,19 @@ async fn tokens_are_required_and_grants_enforced() {
     let (mut server, addr, banner) = start(&config_file(dir.path()));
     assert!(banner.contains("2 token(s) required"), "banner: {banner}");
 
-    for config in [ClientConfig::default(), with_token("eddy_not_a_known_token")] {
+    for config in [
+        ClientConfig::default(),
+        with_token("eddy_not_a_known_token"),
+    ] {
         match Client::connect(addr.as_str(), config).await {
             Err(BusError::Unauthenticated(_)) => {}
             other => panic!("expected Unauthenticated, got {other:?}"),
         }
     }
 
-    let admin = Client::connect(addr.as_str(), with_token(ADMIN)).await.unwrap();
+    let admin = Client::connect(addr.as_str(), with_token(ADMIN))
+        .await
+        .unwrap();
     let publisher = Client::connect(addr.as_str(), with_token(PUBLISHER))
         .await
         .unwrap();

@@ -7,6 +7,8 @@ use crate::error::{Result, ServerError};
 
 /// Most requests in flight per connection that a server may allow.
 pub const IN_FLIGHT_REQUESTS_CAP: u32 = 65_536;
+/// Largest `pending_bytes_max`: 4 GiB.
+pub const PENDING_BYTES_CAP: u64 = 4 << 30;
 /// Most frames a server may queue for one connection's writer.
 pub const WRITE_QUEUE_FRAMES_CAP: u32 = 65_536;
 
@@ -34,6 +36,14 @@ pub struct ServerConfig {
     /// queue fills and that connection's requests wait for it; nothing
     /// grows without bound.
     pub write_queue_frames: u32,
+    /// Most bytes one connection may have reserved for requests in flight
+    /// and their responses not yet written, at least `max_frame_bytes`.
+    /// Each request reserves its frame and the most its response can hold
+    /// (about 17 MiB for reads and fetches, 4 KiB for the rest; capped at
+    /// this budget) until its response is written; while the budget is
+    /// spent the connection reads no more requests, so a client that does
+    /// not read its responses stalls only itself, holding at most this.
+    pub pending_bytes_max: u64,
     /// How long each fetch of a push stream waits for events, in ms,
     /// 1..=`WAIT_MS_MAX`. It bounds nothing the client sees (a stream
     /// fetches again at once); it only sets how often an idle stream
@@ -56,6 +66,7 @@ impl Default for ServerConfig {
             max_frame_bytes: FRAME_BYTES_DEFAULT,
             max_in_flight_requests: 256,
             write_queue_frames: 64,
+            pending_bytes_max: 64 << 20,
             push_wait_ms: 1000,
             handshake_timeout_ms: 10_000,
             shutdown_grace_ms: 30_000,
@@ -96,6 +107,17 @@ impl ServerConfig {
                 format!(
                     "must be 1..={WRITE_QUEUE_FRAMES_CAP}, not {}",
                     self.write_queue_frames
+                ),
+            );
+        }
+        if self.pending_bytes_max < u64::from(self.max_frame_bytes)
+            || self.pending_bytes_max > PENDING_BYTES_CAP
+        {
+            return bad(
+                "pending_bytes_max",
+                format!(
+                    "must be max_frame_bytes ({})..={PENDING_BYTES_CAP}, not {}",
+                    self.max_frame_bytes, self.pending_bytes_max
                 ),
             );
         }

@@ -27,7 +27,7 @@ use eddy_proto::{
     Response, Welcome, WireError, decode_frame, encode_response,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
@@ -50,6 +50,9 @@ pub(crate) struct Outgoing {
     pub(crate) response: Response,
     /// It is the request's final response: its id stops being in flight.
     pub(crate) settles: bool,
+    /// The request's share of the connection's `pending_bytes_max`,
+    /// given back once the response is written.
+    pub(crate) budget: Option<OwnedSemaphorePermit>,
 }
 
 /// The requests in flight on one connection, by id; a push stream's entry
@@ -98,6 +101,7 @@ pub(crate) async fn serve<A, R, W>(
         };
         let read_side = Reader {
             frames: greeter.frames,
+            budget: Arc::new(Semaphore::new(config.pending_bytes_max as usize)),
             bus,
             config: Arc::clone(&config),
             in_flight: Arc::clone(&in_flight),
@@ -133,6 +137,7 @@ async fn finish_without_requests(closing: Closing, out: &mpsc::Sender<Outgoing>)
             request_id,
             response: Response::Error(error),
             settles: false,
+            budget: None,
         })
         .await;
 }
@@ -174,6 +179,8 @@ struct Greeter<'a, R> {
 
 struct Reader<B, R> {
     frames: FrameReader<R>,
+    /// Bytes of `pending_bytes_max` not reserved by a request in flight.
+    budget: Arc<Semaphore>,
     bus: B,
     config: Arc<ServerConfig>,
     in_flight: InFlight,
@@ -217,18 +224,22 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                 _ = stop.wait_for(|s| *s) => return Closing::Drain,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
                 read = self.frames.read(limit) => match read {
-                    Ok(frame) => frame,
+                    Ok(read) => read,
                     Err(e) => return closing(e),
                 },
             };
-            if let Err(error) = self.admit(frame).await {
+            if let Err(error) = self.admit(frame.0, frame.1).await {
                 return error;
             }
         }
     }
 
     /// Handles one frame: starts a request or push stream, or steers one.
-    async fn admit(&mut self, frame: Frame) -> Result<(), Closing> {
+    /// A request first reserves its share of `pending_bytes_max` (its
+    /// frame and the most its response can hold, capped at the whole
+    /// budget); while the budget is spent, the connection reads nothing
+    /// more, and the client's writes back up into its own socket.
+    async fn admit(&mut self, frame: Frame, frame_bytes: usize) -> Result<(), Closing> {
         let request_id = frame.request_id;
         let protocol = |error| Closing::Protocol { request_id, error };
         let request = match frame.message {
@@ -278,8 +289,22 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                 request_id,
                 response: Response::Error(WireError::from(&ProtoError::TooManyInFlight { limit })),
                 settles: false,
+                budget: None,
             };
             return self.out.send(refused).await.map_err(|_| Closing::Broken);
+        };
+        let reserve = (frame_bytes as u64 + response_bytes_max(&request))
+            .min(self.config.pending_bytes_max) as u32;
+        let budget = {
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                permit = Arc::clone(&self.budget).acquire_many_owned(reserve) => permit.ok(),
+                _ = stop.wait_for(|s| *s) => None,
+            }
+        };
+        let Some(budget) = budget else {
+            lock(&self.in_flight).remove(&request_id);
+            return Err(Closing::Drain);
         };
         let bus = self.bus.clone();
         let out = self.out.clone();
@@ -292,6 +317,7 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                 Some(control),
             ) => {
                 let stream = PushStream {
+                    budget,
                     bus,
                     request_id,
                     subscription,
@@ -310,6 +336,7 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                             request_id,
                             response,
                             settles: true,
+                            budget: Some(budget),
                         })
                         .await;
                 });
@@ -331,7 +358,7 @@ impl<R: AsyncRead + Unpin> Greeter<'_, R> {
         };
         let frame = match read {
             Err(_elapsed) => return Err(Closing::Broken),
-            Ok(read) => read.map_err(closing)?,
+            Ok(read) => read.map_err(closing)?.0,
         };
         let request_id = frame.request_id;
         let hello = match frame.message {
@@ -365,6 +392,7 @@ impl<R: AsyncRead + Unpin> Greeter<'_, R> {
             request_id,
             response: Response::Welcome(welcome),
             settles: false,
+            budget: None,
         });
         sent.await.map_err(|_| Closing::Broken)?;
         Ok(bus)
@@ -374,12 +402,13 @@ impl<R: AsyncRead + Unpin> Greeter<'_, R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Reads the next frame, refusing lengths above `limit`. Cancel-safe:
     /// bytes read stay in `self.buf` for the next call.
-    async fn read(&mut self, limit: u32) -> Result<Frame, ReadError> {
+    /// Returns the frame and its length in bytes.
+    async fn read(&mut self, limit: u32) -> Result<(Frame, usize), ReadError> {
         loop {
             match decode_frame(&self.buf, limit) {
                 Ok(Decoded::Frame { frame, consumed }) => {
                     self.buf.advance(consumed);
-                    return Ok(frame);
+                    return Ok((frame, consumed));
                 }
                 Ok(Decoded::Incomplete { needed }) => {
                     self.buf.reserve(needed.min(READ_CHUNK_BYTES));
@@ -402,6 +431,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
             }
         }
+    }
+}
+
+/// The most bytes a response to `request` can hold, for reserving its
+/// share of `pending_bytes_max`: results bounded by the bus's read limit
+/// (reads, fetches, lists) reserve that bound; the rest a little.
+fn response_bytes_max(request: &Request) -> u64 {
+    /// A read or fetch returns at most about this many bytes of events
+    /// (the embedded broker's `READ_RESULT_BYTES_MAX`), plus framing.
+    const RESULT_BYTES_MAX: u64 = 17 << 20;
+    const SMALL_BYTES_MAX: u64 = 4 << 10;
+    match request {
+        Request::Read { .. }
+        | Request::Fetch { .. }
+        | Request::Subscribe { .. }
+        | Request::DeadLetters { .. }
+        | Request::DeadLetter { .. }
+        | Request::ListTopics
+        | Request::ListSubscriptions => RESULT_BYTES_MAX,
+        _ => SMALL_BYTES_MAX,
     }
 }
 
@@ -442,12 +491,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     max_frame_bytes: u32,
 ) {
     let mut buf = Vec::new();
+    let mut written = Vec::new();
     while let Some(first) = queue.recv().await {
         buf.clear();
-        encode(first, &in_flight, max_frame_bytes, &mut buf);
+        written.extend(encode(first, &in_flight, max_frame_bytes, &mut buf));
         while buf.len() < WRITE_BATCH_BYTES {
             match queue.try_recv() {
-                Ok(next) => encode(next, &in_flight, max_frame_bytes, &mut buf),
+                Ok(next) => written.extend(encode(next, &in_flight, max_frame_bytes, &mut buf)),
                 Err(_) => break,
             }
         }
@@ -455,6 +505,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             tracing::debug!(%error, "a connection's write failed");
             return;
         }
+        // Written: their share of the budget is free again.
+        written.clear();
     }
     let _ = writer.shutdown().await;
 }
@@ -462,12 +514,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// Appends one response's frames to `buf`, first freeing its request id if
 /// it is the final response. A response that cannot be encoded (an item
 /// larger than a frame) is replaced by an `Error` saying so.
-fn encode(out: Outgoing, in_flight: &InFlight, max_frame_bytes: u32, buf: &mut Vec<u8>) {
+/// Returns the response's share of the budget, to be dropped once written.
+fn encode(
+    out: Outgoing,
+    in_flight: &InFlight,
+    max_frame_bytes: u32,
+    buf: &mut Vec<u8>,
+) -> Option<OwnedSemaphorePermit> {
     if out.settles {
         lock(in_flight).remove(&out.request_id);
     }
     let Err(error) = encode_response(out.request_id, &out.response, max_frame_bytes, buf) else {
-        return;
+        return out.budget;
     };
     let bus_error = match error {
         ProtoError::FrameTooLarge { limit, actual } => BusError::LimitExceeded {
@@ -482,4 +540,5 @@ fn encode(out: Outgoing, in_flight: &InFlight, max_frame_bytes: u32, buf: &mut V
     if let Err(e) = encode_response(out.request_id, &response, max_frame_bytes, buf) {
         tracing::warn!(error = %e, "an error response could not be encoded");
     }
+    out.budget
 }

@@ -27,9 +27,13 @@
 //!   code and closes that connection only;
 //! - `max_in_flight_requests` per connection (an open push stream counts
 //!   as one); one more is answered with error 8013 and not executed;
-//! - `write_queue_frames` responses queued per connection, so memory per
-//!   connection is bounded by about `max_frame_bytes` × (that queue + the
-//!   requests in flight + 2);
+//! - `write_queue_frames` responses queued per connection;
+//! - `pending_bytes_max` (64 MiB) per connection: each request reserves
+//!   its frame and the most its response can hold until the response is
+//!   written, and the connection reads nothing more while the budget is
+//!   spent — so a client that stops reading its responses stalls only
+//!   itself, and its connection holds about `pending_bytes_max` plus one
+//!   frame;
 //! - push credit: at most [`CREDIT_UNUSED_MAX`] unused per stream; see
 //!   below for how it is held;
 //! - `handshake_timeout_ms` to send the `Hello`.
@@ -62,7 +66,7 @@ mod push;
 mod serve;
 mod tls;
 
-pub use config::{IN_FLIGHT_REQUESTS_CAP, ServerConfig, WRITE_QUEUE_FRAMES_CAP};
+pub use config::{IN_FLIGHT_REQUESTS_CAP, PENDING_BYTES_CAP, ServerConfig, WRITE_QUEUE_FRAMES_CAP};
 pub use error::{Result, ServerError};
 pub use push::CREDIT_UNUSED_MAX;
 pub use serve::{ConnectionHook, Listening, serve_native, serve_native_with};

@@ -22,7 +22,7 @@ use std::time::Duration;
 use eddy_bus::{Bus, BusError, FETCH_MAX, PushDelivery, PushOptions};
 use eddy_proto::{LIST_ITEMS_MAX, Response, WireError};
 use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::connection::Outgoing;
 
@@ -71,6 +71,9 @@ impl StreamControl {
 
 /// One push stream, from its `Subscribe` to its `StreamEnd`.
 pub(crate) struct PushStream<B> {
+    /// The stream's share of the connection's `pending_bytes_max`, held
+    /// until its `StreamEnd` is written.
+    pub(crate) budget: OwnedSemaphorePermit,
     pub(crate) bus: B,
     pub(crate) request_id: u64,
     pub(crate) subscription: String,
@@ -89,6 +92,7 @@ impl<B: Bus + Clone> PushStream<B> {
             request_id: self.request_id,
             response: Response::StreamEnd { error },
             settles: true,
+            budget: Some(self.budget),
         };
         let _ = self.out.send(end).await;
     }
@@ -163,6 +167,7 @@ impl<B: Bus + Clone> PushStream<B> {
                         request_id: self.request_id,
                         response: Response::Deliver(deliveries),
                         settles: false,
+                        budget: None,
                     };
                     if self.out.send(deliver).await.is_err() {
                         return None;
@@ -175,6 +180,7 @@ impl<B: Bus + Clone> PushStream<B> {
                         request_id: self.request_id,
                         response: Response::Error(WireError::from(&e)),
                         settles: false,
+                        budget: None,
                     };
                     if self.out.send(error).await.is_err() {
                         return None;

@@ -104,6 +104,11 @@ impl Client {
         }
     }
 
+    /// The socket, for tests that write without waiting.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
     /// Sends one request frame.
     pub async fn send(&mut self, request_id: u64, request: Request) {
         let mut wire = Vec::new();

@@ -18,7 +18,6 @@ use clap::Args;
 use eddy_auth::{Access, Open, Tokens};
 use eddy_broker::{Broker, BrokerConfig, Clock, FsyncPolicy, ManualClock};
 use eddy_server::{Listening, ServerConfig, serve_native_with, tls_acceptor};
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -187,7 +186,9 @@ async fn serve(settings: Settings, manual_clock_ms: Option<i64>) -> Result<()> {
     let broker = Broker::open_with_clock(&settings.dir, broker_config, clock)
         .with_context(|| format!("open the broker in {}", settings.dir.display()))?;
     if let Some(clock) = manual {
-        tokio::spawn(drive_manual_clock(clock));
+        // A thread of its own: a runtime task blocked reading stdin would
+        // keep the runtime from shutting down.
+        std::thread::spawn(move || drive_manual_clock(&clock));
     }
     let result = if settings.file.tokens.is_empty() {
         listen(
@@ -261,9 +262,9 @@ async fn listen<A: Access + Clone>(
 
 /// Moves the manual clock as stdin says (`advance <ms>`), answering each
 /// line with the clock's time (`clock <ms>`).
-async fn drive_manual_clock(clock: Arc<ManualClock>) {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+fn drive_manual_clock(clock: &ManualClock) {
+    for line in std::io::stdin().lines() {
+        let Ok(line) = line else { return };
         if let Some(ms) = line
             .strip_prefix("advance ")
             .and_then(|m| m.trim().parse().ok())
