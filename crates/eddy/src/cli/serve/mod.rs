@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use eddy_auth::{Access, Open, Tokens};
 use eddy_broker::{Broker, BrokerConfig, Clock, FsyncPolicy, ManualClock};
+use eddy_metrics::{Listener as MetricsListener, Metrics};
 use eddy_server::{Listening, ServerConfig, serve_native_with, tls_acceptor};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -190,19 +191,23 @@ async fn serve(settings: Settings, manual_clock_ms: Option<i64>) -> Result<()> {
         // keep the runtime from shutting down.
         std::thread::spawn(move || drive_manual_clock(&clock));
     }
+    // Every listener serves the same metered bus; /metrics reads it.
+    let metrics = Metrics::new();
+    let bus = metrics.metered(broker.clone());
+    let served = Served {
+        settings: &settings,
+        tls,
+        metrics,
+    };
     let result = if settings.file.tokens.is_empty() {
-        listen(
-            Open(broker.clone()),
-            &settings,
-            tls,
-            "open (no tokens configured; loopback only)",
-        )
-        .await
+        served
+            .listen(Open(bus), "open (no tokens configured; loopback only)")
+            .await
     } else {
-        let tokens = Tokens::from_config(broker.clone(), &settings.file.tokens)
+        let tokens = Tokens::from_config(bus, &settings.file.tokens)
             .context("the [[tokens]] of the config file")?;
         let access = format!("{} token(s) required", tokens.len());
-        listen(tokens, &settings, tls, &access).await
+        served.listen(tokens, &access).await
     };
     let closed = broker.close().context("close the broker");
     result?;
@@ -211,53 +216,65 @@ async fn serve(settings: Settings, manual_clock_ms: Option<i64>) -> Result<()> {
     Ok(())
 }
 
-/// Binds the listeners, prints the banner, and serves until SIGTERM or
-/// Ctrl-C.
-async fn listen<A: Access + Clone>(
-    access: A,
-    settings: &Settings,
+/// What the listeners share.
+struct Served<'a> {
+    settings: &'a Settings,
     tls: Option<TlsAcceptor>,
-    access_note: &str,
-) -> Result<()> {
-    let native = tokio::net::TcpListener::bind(settings.native)
+    metrics: Metrics,
+}
+
+impl Served<'_> {
+    /// Binds the listeners, prints the banner, and serves until SIGTERM or
+    /// Ctrl-C.
+    async fn listen<A: Access + Clone>(self, access: A, access_note: &str) -> Result<()> {
+        let Served {
+            settings,
+            tls,
+            metrics,
+        } = self;
+        let native = tokio::net::TcpListener::bind(settings.native)
+            .await
+            .with_context(|| format!("listen on {} (native protocol)", settings.native))?;
+        let native_addr = native.local_addr().context("read the listening address")?;
+        let scheme = if tls.is_some() { "tls" } else { "tcp" };
+        // The first line is read by scripts and tests: keep it.
+        println!("eddy serve: native protocol on {native_addr}");
+        println!("  native:     {scheme}://{native_addr}");
+        println!("  data:       {}", settings.dir.display());
+        println!("  durability: fsync {}", settings.fsync);
+        println!("  access:     {access_note}");
+        println!("  stop with Ctrl-C or SIGTERM: in-flight work finishes, then the broker closes");
+        let (stop_tx, stop) = watch::channel(false);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listen for SIGTERM")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sigterm.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+        let native_metrics = metrics.clone();
+        let listening = Listening {
+            tls,
+            on_connection: Some(Arc::new(move || {
+                Box::new(native_metrics.connection(MetricsListener::Native))
+            })),
+        };
+        let stopped = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        serve_native_with(
+            native,
+            access,
+            listening,
+            settings.server.clone(),
+            stopped(stop.clone()),
+        )
         .await
-        .with_context(|| format!("listen on {} (native protocol)", settings.native))?;
-    let native_addr = native.local_addr().context("read the listening address")?;
-    let scheme = if tls.is_some() { "tls" } else { "tcp" };
-    // The first line is read by scripts and tests: keep it.
-    println!("eddy serve: native protocol on {native_addr}");
-    println!("  native:     {scheme}://{native_addr}");
-    println!("  data:       {}", settings.dir.display());
-    println!("  durability: fsync {}", settings.fsync);
-    println!("  access:     {access_note}");
-    println!("  stop with Ctrl-C or SIGTERM: in-flight work finishes, then the broker closes");
-    let (stop_tx, stop) = watch::channel(false);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listen for SIGTERM")?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        let _ = stop_tx.send(true);
-    });
-    let listening = Listening {
-        tls,
-        on_connection: None,
-    };
-    let stopped = |mut stop: watch::Receiver<bool>| async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    serve_native_with(
-        native,
-        access,
-        listening,
-        settings.server.clone(),
-        stopped(stop.clone()),
-    )
-    .await
-    .context("serve the native protocol")?;
-    Ok(())
+        .context("serve the native protocol")?;
+        Ok(())
+    }
 }
 
 /// Moves the manual clock as stdin says (`advance <ms>`), answering each
