@@ -1,6 +1,10 @@
 //! Push delivery on top of [`Bus::fetch`], with credit-based flow control:
 //! the stream holds one credit per delivery the caller still holds, and
 //! fetches only as many as it has credits.
+//!
+//! A [`Bus`] with its own push transport (a network client, say) builds
+//! its deliveries with [`PushDelivery::new`], giving the action that
+//! returns the credit when the caller drops the delivery.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -37,7 +41,46 @@ impl Default for PushOptions {
 pub struct PushDelivery {
     /// The delivery.
     pub delivery: Delivery,
-    _credit: OwnedSemaphorePermit,
+    _credit: Credit,
+}
+
+impl PushDelivery {
+    /// A delivery whose credit is returned by calling `release`, once, when
+    /// it is dropped: for a [`Bus`] implementing
+    /// [`subscribe`](Bus::subscribe) with its own flow control.
+    pub fn new(delivery: Delivery, release: impl FnOnce() + Send + Sync + 'static) -> PushDelivery {
+        PushDelivery {
+            delivery,
+            _credit: Credit::Release(Some(Box::new(release))),
+        }
+    }
+}
+
+/// One credit of a push stream, returned when dropped.
+enum Credit {
+    /// A permit of the fetch-based stream's semaphore.
+    Permit { _permit: OwnedSemaphorePermit },
+    /// An action that returns the credit (taken when it runs).
+    Release(Option<Box<dyn FnOnce() + Send + Sync>>),
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        if let Credit::Release(release) = self
+            && let Some(release) = release.take()
+        {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for Credit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credit::Permit { .. } => f.write_str("Credit::Permit"),
+            Credit::Release(_) => f.write_str("Credit::Release"),
+        }
+    }
 }
 
 /// A stream of push deliveries.
@@ -100,7 +143,7 @@ pub(crate) fn stream<B: Bus + Clone>(
                     for (delivery, credit) in deliveries.into_iter().zip(permits) {
                         st.ready.push_back(PushDelivery {
                             delivery,
-                            _credit: credit,
+                            _credit: Credit::Permit { _permit: credit },
                         });
                     }
                 }
@@ -113,4 +156,47 @@ pub(crate) fn stream<B: Bus + Clone>(
         }
     });
     Box::pin(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::{AckId, Event, Offset, Partition, StoredEvent};
+
+    fn delivery() -> Delivery {
+        Delivery {
+            ack_id: AckId {
+                topic: "t".into(),
+                partition: Partition(0),
+                offset: Offset(0),
+                seq: 1,
+            },
+            attempt: 1,
+            lease_deadline_ms: 0,
+            event: StoredEvent {
+                topic: "t".into(),
+                partition: Partition(0),
+                offset: Offset(0),
+                timestamp_ms: 0,
+                event: Event::new("Tick", "{}"),
+            },
+        }
+    }
+
+    #[test]
+    fn a_built_delivery_returns_its_credit_once_when_dropped() {
+        // Proves: `PushDelivery::new`'s release runs when the delivery is
+        // dropped, exactly once, and not before.
+        let released = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&released);
+        let pushed = PushDelivery::new(delivery(), move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(pushed.delivery.attempt, 1);
+        assert_eq!(released.load(Ordering::SeqCst), 0, "held: not released");
+        drop(pushed);
+        assert_eq!(released.load(Ordering::SeqCst), 1, "released once on drop");
+    }
 }

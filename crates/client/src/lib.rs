@@ -1,40 +1,76 @@
 //! `eddy-client`: Eddy's Rust client for the native protocol — the
-//! [`eddy_bus::Bus`] interface, served by a remote `eddy-server` over TCP.
+//! [`eddy_bus::Bus`] interface, served by a remote `eddy-server` over TCP,
+//! optionally in TLS.
 //!
-//! [`Client::connect`] opens a TCP connection, does the `Hello` →
-//! `Welcome` handshake, and from then on every `Bus` method sends one
-//! request frame (`eddy-proto`) and waits for its response. Requests are
-//! pipelined: many callers (clones of one [`Client`]) share the connection,
-//! each request gets an id from a counter, and a reader task routes each
-//! response to its caller by id, joining list responses split over several
-//! frames (MORE). An `Error` frame becomes the [`BusError`] it stands for
+//! [`Client::connect`] opens a TCP connection, does the TLS handshake if
+//! [`ClientConfig::tls`] is set, then the `Hello` → `Welcome` handshake,
+//! and from then on every `Bus` method sends one request frame
+//! (`eddy-proto`) and waits for its response. Requests are pipelined: many
+//! callers (clones of one [`Client`]) share the connection, each request
+//! gets an id from a counter, and a reader task routes each response to its
+//! caller by id, joining list responses split over several frames (MORE).
+//! An `Error` frame becomes the [`BusError`] it stands for
 //! (`WireError::to_bus_error`), so a remote bus fails exactly like a local
 //! one.
 //!
+//! Push: [`Bus::subscribe`] opens a push stream over the wire (`Subscribe`;
+//! the server sends `Deliver` frames within the stream's credit). Each
+//! [`PushDelivery`](eddy_bus::PushDelivery) holds one credit until the
+//! application drops it; returned credit is gathered and granted back in
+//! one `Credit` frame for many drops, so at most `credit` deliveries are
+//! ever leased to the stream and not yet dropped. Dropping the stream
+//! sends `Unsubscribe`; deliveries not settled keep their leases until
+//! these run out. A stream lives on one connection: if the connection is
+//! lost (or [`Client::close`]d) the stream ends with
+//! [`BusError::Unavailable`], and the caller subscribes again — a reconnect
+//! never resumes a stream silently. `PushOptions::wait_ms` is not used: the
+//! server decides how long its fetches wait.
+//!
 //! Limits: at most the server's `max_in_flight_requests` requests are in
-//! flight at once (more callers wait for a slot), and no frame is larger
-//! than the server's `max_frame_bytes` (a request that would be is refused
-//! with `LimitExceeded` before anything is sent). Frames to send queue in a
-//! bounded channel.
+//! flight at once (an open push stream counts as one, until the server's
+//! `StreamEnd`; more callers wait for a slot), and no frame is larger than
+//! the server's `max_frame_bytes` (a request that would be is refused with
+//! `LimitExceeded` before anything is sent). Frames to send queue in a
+//! bounded channel; a push stream buffers at most its credit of
+//! deliveries. A server that breaks the protocol (pushing beyond credit,
+//! say) loses the connection.
 //!
 //! Connection loss: every request waiting on the connection fails with
 //! [`BusError::Unavailable`] — its effect on the server is then unknown —
 //! and the **next** call connects again (reconnect on demand; nothing is
 //! retried automatically).
 //!
-//! It is **not** a server and holds no data. `Bus::subscribe` is the
-//! trait's default, built on `fetch`: push over the wire (`Subscribe` /
-//! `Credit`) is not used yet. No TLS.
+//! It is **not** a server and holds no data.
 //!
 //! ```no_run
-//! use eddy_bus::{Bus, Event};
-//! use eddy_client::{Client, ClientConfig};
+//! use eddy_bus::{Bus, Event, PushOptions};
+//! use eddy_client::{Client, ClientConfig, ClientTls};
+//! use futures_util::StreamExt;
 //!
 //! # async fn demo() -> eddy_bus::Result<()> {
 //! let bus = Client::connect("127.0.0.1:7420", ClientConfig::default()).await?;
 //! bus.publish("orders.placed", Event::new("OrderPlaced", "{}")).await?;
+//!
+//! let mut stream = bus.subscribe("payments", PushOptions::default());
+//! while let Some(pushed) = stream.next().await {
+//!     let pushed = pushed?;
+//!     // ... handle pushed.delivery.event ...
+//!     bus.ack("payments", &pushed.delivery.ack_id).await?;
+//!     // dropping `pushed` returns its credit
+//! }
+//!
+//! // TLS, trusting a self-signed certificate issued for "localhost":
+//! let pem = std::fs::read("eddy.crt").expect("certificate");
+//! let config = ClientConfig {
+//!     tls: Some(ClientTls::from_pem(&pem)?.with_server_name("localhost")),
+//!     ..ClientConfig::default()
+//! };
+//! let secure = Client::connect("127.0.0.1:7443", config).await?;
 //! # Ok(()) }
 //! ```
+
+mod push;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,19 +79,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy_bus::{
-    AckId, Bus, BusError, DeadLetter, DeadLetterSelection, Delivery, Event, FetchOptions,
-    NackOptions, Partition, Published, ReadBatch, ReadFrom, RedriveTarget, Result, SeekTo,
-    SubscriptionConfig, SubscriptionInfo, SubscriptionStats, TopicConfig, TopicInfo, TopicStats,
+    AckId, Bus, BusError, DeadLetter, DeadLetterSelection, Delivery, DeliveryStream, Event,
+    FetchOptions, NackOptions, Partition, Published, PushOptions, ReadBatch, ReadFrom,
+    RedriveTarget, Result, SeekTo, SubscriptionConfig, SubscriptionInfo, SubscriptionStats,
+    TopicConfig, TopicInfo, TopicStats,
 };
 use eddy_proto::{
     Decoded, FRAME_BYTES_CAP, FRAME_BYTES_MIN, Frame, HANDSHAKE_FRAME_BYTES, Hello, Message,
-    ProtoError, Request, Response, SUPPORTED_VERSIONS, decode_frame, encode_frame,
+    ProtoError, Request, Response, SUPPORTED_VERSIONS, Welcome, decode_frame, encode_frame,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
+
+pub use tls::{ClientTls, ServerAddr};
+
+use crate::push::StreamRoute;
+use crate::tls::Tls;
 
 /// Frames queued for the writer task of one connection.
 const WRITE_QUEUE_FRAMES: usize = 64;
@@ -67,8 +108,11 @@ pub struct ClientConfig {
     pub token: Option<String>,
     /// Sent in the `Hello` (name and version), for the server's logs.
     pub client_name: String,
-    /// How long connecting and the handshake may take, in ms.
+    /// How long connecting and the handshakes (TLS and `Hello`) may take,
+    /// in ms.
     pub connect_timeout_ms: u64,
+    /// Speak TLS to the server, trusting these roots; `None`: plain TCP.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -77,6 +121,7 @@ impl Default for ClientConfig {
             token: None,
             client_name: concat!("eddy-client/", env!("CARGO_PKG_VERSION")).to_string(),
             connect_timeout_ms: 10_000,
+            tls: None,
         }
     }
 }
@@ -92,6 +137,8 @@ pub struct Client {
 struct Inner {
     addrs: Vec<SocketAddr>,
     config: ClientConfig,
+    /// The TLS connector and server name, if `config.tls` is set.
+    tls: Option<Tls>,
     /// The live connection; a plain lock, held only to read or swap it.
     conn: std::sync::Mutex<Option<Arc<Conn>>>,
     /// Held while connecting, so that one caller reconnects for all.
@@ -110,25 +157,44 @@ struct Waiter {
     _slot: OwnedSemaphorePermit,
 }
 
+/// Where the frames of one request id go.
+#[derive(Debug)]
+enum Route {
+    /// A caller waiting for one response.
+    Call(Waiter),
+    /// A push stream, until its `StreamEnd`.
+    Stream(StreamRoute),
+}
+
 /// The requests in flight on a connection; `None` once it is lost.
 #[derive(Debug, Default)]
-struct Pending(Mutex<Option<HashMap<u64, Waiter>>>);
+struct Pending(Mutex<Option<HashMap<u64, Route>>>);
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<u64, Waiter>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<u64, Route>>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Marks the connection lost: every waiter's sender is dropped, so it
-    /// fails with `Unavailable`.
-    fn fail_all(&self) {
-        self.lock().take();
+    /// fails with `Unavailable`, and every push stream ends with
+    /// `Unavailable` saying `why`.
+    fn fail_all(&self, why: &str) {
+        let routes = self.lock().take();
+        for route in routes.into_iter().flat_map(HashMap::into_values) {
+            if let Route::Stream(stream) = route {
+                stream.lost(why);
+            }
+        }
     }
 
     fn is_lost(&self) -> bool {
         self.lock().is_none()
+    }
+
+    fn remove(&self, id: u64) -> Option<Route> {
+        self.lock().as_mut().and_then(|m| m.remove(&id))
     }
 }
 
@@ -144,10 +210,22 @@ struct Conn {
 
 impl Conn {
     fn shut(&self) {
-        self.pending.fail_all();
+        self.pending.fail_all("the connection was closed");
         for t in &self.tasks {
             t.abort();
         }
+    }
+
+    /// Queues a frame that is not a request of its own (`Credit`,
+    /// `Unsubscribe`) for the stream `id`.
+    async fn send_on_stream(&self, id: u64, request: Request) -> Result<()> {
+        let mut wire = Vec::new();
+        encode_frame(&Frame::new(id, request), self.max_frame_bytes, &mut wire)
+            .map_err(encode_error)?;
+        self.frames
+            .send(wire)
+            .await
+            .map_err(|_| unavailable("the connection to the server was lost"))
     }
 }
 
@@ -168,12 +246,27 @@ fn unexpected(response: &Response) -> BusError {
     ))
 }
 
+/// Whether the bytes a server sent look like a TLS record (an alert or a
+/// handshake) rather than a frame.
+fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x15 | 0x16, 0x03, ..])
+}
+
 impl Client {
-    /// Connects to the server at `addr` and does the handshake.
-    pub async fn connect(
-        addr: impl tokio::net::ToSocketAddrs,
-        config: ClientConfig,
-    ) -> Result<Client> {
+    /// Connects to the server at `addr` (`"host:port"`, a `SocketAddr`, …)
+    /// and does the handshake. With [`ClientConfig::tls`], the server's
+    /// certificate must be for the host of `addr` unless
+    /// [`ClientTls::with_server_name`] says otherwise. Fails with
+    /// `InvalidArgument` if the TLS settings cannot be used, and with
+    /// `Unavailable` if the server cannot be reached or the TLS handshake
+    /// fails (an unknown certificate, say).
+    pub async fn connect(addr: impl ServerAddr, config: ClientConfig) -> Result<Client> {
+        let host = addr.host();
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.connector(&host))
+            .transpose()?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
             .await
             .map_err(|e| unavailable(format!("resolving the server address: {e}")))?
@@ -184,6 +277,7 @@ impl Client {
         let inner = Arc::new(Inner {
             addrs,
             config,
+            tls,
             conn: std::sync::Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
@@ -193,8 +287,8 @@ impl Client {
         Ok(client)
     }
 
-    /// Closes the connection: requests in flight fail with `Unavailable`.
-    /// A later call connects again.
+    /// Closes the connection: requests in flight fail with `Unavailable`,
+    /// and so do its push streams. A later call connects again.
     pub async fn close(&self) {
         if let Some(conn) = self.slot().take() {
             conn.shut();
@@ -241,16 +335,46 @@ impl Client {
         for addr in &self.inner.addrs {
             match TcpStream::connect(addr).await {
                 Ok(s) => {
-                    stream = Some(s);
+                    stream = Some((s, *addr));
                     break;
                 }
                 Err(e) => last = Some(format!("connecting to {addr}: {e}")),
             }
         }
-        let Some(mut stream) = stream else {
+        let Some((mut stream, addr)) = stream else {
             return Err(unavailable(last.unwrap_or_default()));
         };
         let _ = stream.set_nodelay(true);
+        match &self.inner.tls {
+            None => {
+                let (welcome, buf) = self.hello(&mut stream).await?;
+                let (read, write) = stream.into_split();
+                Ok(start_conn(read, write, buf, &welcome))
+            }
+            Some(tls) => {
+                let mut stream = tls
+                    .connector
+                    .connect(tls.server_name.clone(), stream)
+                    .await
+                    .map_err(|e| {
+                        unavailable(format!(
+                            "TLS handshake with {addr} (server name `{}`) failed: {e}",
+                            tls.server_name.to_str()
+                        ))
+                    })?;
+                let (welcome, buf) = self.hello(&mut stream).await?;
+                let (read, write) = tokio::io::split(stream);
+                Ok(start_conn(read, write, buf, &welcome))
+            }
+        }
+    }
+
+    /// The `Hello` → `Welcome` handshake; returns the `Welcome` and the
+    /// bytes read after it.
+    async fn hello<S>(&self, stream: &mut S) -> Result<(Welcome, Vec<u8>)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
         let config = &self.inner.config;
         let hello = Frame::new(
             0,
@@ -262,8 +386,18 @@ impl Client {
             .write_all(&wire)
             .await
             .map_err(|e| unavailable(format!("sending the Hello: {e}")))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| unavailable(format!("sending the Hello: {e}")))?;
         let mut buf = Vec::new();
-        let welcome = match read_frame(&mut stream, &mut buf, HANDSHAKE_FRAME_BYTES).await? {
+        let read = read_frame(stream, &mut buf, HANDSHAKE_FRAME_BYTES).await;
+        if read.is_err() && self.inner.tls.is_none() && looks_like_tls(&buf) {
+            return Err(unavailable(
+                "the server answered in TLS: set `ClientConfig::tls` to connect to it",
+            ));
+        }
+        let welcome = match read? {
             Some(Frame {
                 message: Message::Response(Response::Welcome(w)),
                 ..
@@ -287,27 +421,17 @@ impl Client {
                 "protocol: the server's Welcome is not acceptable: {welcome:?}"
             )));
         }
-        let max_frame_bytes = welcome.max_frame_bytes;
-        let (read, write) = stream.into_split();
-        let pending = Arc::new(Pending(Mutex::new(Some(HashMap::new()))));
-        let (frames, queue) = mpsc::channel(WRITE_QUEUE_FRAMES);
-        let reader = tokio::spawn(read_loop(read, buf, max_frame_bytes, Arc::clone(&pending)));
-        let writer = tokio::spawn(write_loop(write, queue, Arc::clone(&pending)));
-        let slots = usize::try_from(welcome.max_in_flight_requests)
-            .unwrap_or(1)
-            .min(Semaphore::MAX_PERMITS);
-        Ok(Conn {
-            frames,
-            pending,
-            slots: Arc::new(Semaphore::new(slots)),
-            max_frame_bytes,
-            tasks: [reader.abort_handle(), writer.abort_handle()],
-        })
+        Ok((welcome, buf))
     }
 
-    /// Sends `request` and waits for its response; an `Error` frame is
-    /// returned as its `BusError`.
-    async fn call(&self, request: Request) -> Result<Response> {
+    /// Sends `request` as a new request: takes an in-flight slot, registers
+    /// the route `route` builds around it, and queues the frame. Returns the
+    /// connection and the request's id.
+    async fn start(
+        &self,
+        request: Request,
+        route: impl FnOnce(OwnedSemaphorePermit) -> Route,
+    ) -> Result<(Arc<Conn>, u64)> {
         let conn = self.connection().await?;
         let slot = Arc::clone(&conn.slots)
             .acquire_owned()
@@ -317,34 +441,65 @@ impl Client {
         let mut wire = Vec::new();
         encode_frame(&Frame::new(id, request), conn.max_frame_bytes, &mut wire)
             .map_err(encode_error)?;
-        // A place in the write queue first: from registering the waiter to
+        // A place in the write queue first: from registering the route to
         // queueing its frame nothing awaits, so a caller that gives up
-        // leaves no waiter whose request was never sent.
+        // leaves no route whose request was never sent.
         let queued = conn
             .frames
             .reserve()
             .await
             .map_err(|_| unavailable("the connection to the server was lost"))?;
-        let (tx, rx) = oneshot::channel();
         {
             let mut pending = conn.pending.lock();
             let Some(map) = pending.as_mut() else {
                 return Err(unavailable("the connection to the server was lost"));
             };
-            map.insert(
-                id,
-                Waiter {
-                    reply: tx,
-                    _slot: slot,
-                },
-            );
+            map.insert(id, route(slot));
         }
         queued.send(wire);
+        Ok((conn, id))
+    }
+
+    /// Sends `request` and waits for its response; an `Error` frame is
+    /// returned as its `BusError`.
+    async fn call(&self, request: Request) -> Result<Response> {
+        let (tx, rx) = oneshot::channel();
+        let waiter = |slot| {
+            Route::Call(Waiter {
+                reply: tx,
+                _slot: slot,
+            })
+        };
+        self.start(request, waiter).await?;
         match rx.await {
             Ok(Ok(Response::Error(e))) => Err(e.to_bus_error()),
             Ok(reply) => reply,
             Err(_) => Err(unavailable("the connection to the server was lost")),
         }
+    }
+}
+
+/// Starts the reader and writer tasks of a connection that has had its
+/// handshake; `buf` holds the bytes read after the `Welcome`.
+fn start_conn<R, W>(read: R, write: W, buf: Vec<u8>, welcome: &Welcome) -> Conn
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let max_frame_bytes = welcome.max_frame_bytes;
+    let pending = Arc::new(Pending(Mutex::new(Some(HashMap::new()))));
+    let (frames, queue) = mpsc::channel(WRITE_QUEUE_FRAMES);
+    let reader = tokio::spawn(read_loop(read, buf, max_frame_bytes, Arc::clone(&pending)));
+    let writer = tokio::spawn(write_loop(write, queue, Arc::clone(&pending)));
+    let slots = usize::try_from(welcome.max_in_flight_requests)
+        .unwrap_or(1)
+        .min(Semaphore::MAX_PERMITS);
+    Conn {
+        frames,
+        pending,
+        slots: Arc::new(Semaphore::new(slots)),
+        max_frame_bytes,
+        tasks: [reader.abort_handle(), writer.abort_handle()],
     }
 }
 
@@ -376,7 +531,7 @@ fn encode_error(e: ProtoError) -> BusError {
 
 /// Reads the next frame; `None` at a clean end of stream.
 async fn read_frame(
-    stream: &mut (impl AsyncReadExt + Unpin),
+    stream: &mut (impl AsyncRead + Unpin),
     buf: &mut Vec<u8>,
     max_frame_bytes: u32,
 ) -> Result<Option<Frame>> {
@@ -400,58 +555,103 @@ async fn read_frame(
     }
 }
 
-/// Routes responses to their waiters until the connection ends, then
-/// fails every waiter.
-async fn read_loop(
-    mut read: OwnedReadHalf,
+/// Routes responses to their waiters and push streams until the
+/// connection ends, then fails every waiter and ends every stream.
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut read: R,
     mut buf: Vec<u8>,
     max_frame_bytes: u32,
     pending: Arc<Pending>,
 ) {
+    // Continued responses being joined; only for requests still awaited,
+    // so what is kept is bounded by the requests in flight.
     let mut partial: HashMap<u64, Response> = HashMap::new();
-    while let Ok(Some(frame)) = read_frame(&mut read, &mut buf, max_frame_bytes).await {
+    let why = loop {
+        let frame = match read_frame(&mut read, &mut buf, max_frame_bytes).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break "the server closed the connection".to_string(),
+            Err(BusError::Unavailable(why)) => break why,
+            Err(e) => break e.to_string(),
+        };
         let Message::Response(response) = frame.message else {
-            break;
+            break "protocol: the server sent a request".to_string();
         };
         let id = frame.request_id;
-        let reply = match partial.remove(&id) {
-            Some(mut joined) => match joined.absorb(response) {
-                Ok(()) => joined,
-                Err(e) => {
-                    deliver(&pending, id, Err(unavailable(format!("protocol: {e}"))));
-                    continue;
-                }
+        match target(&pending, id, !frame.more) {
+            Target::Stream(stream) => match stream.receive(response) {
+                Ok(true) => {}
+                // The stream is over: its id and in-flight slot are free.
+                Ok(false) => drop(pending.remove(id)),
+                Err(violation) => break violation,
             },
-            None => response,
-        };
-        if frame.more {
-            // Only requests still awaited are joined, so what is kept is
-            // bounded by the requests in flight.
-            if is_awaited(&pending, id) {
-                partial.insert(id, reply);
+            Target::Gone => {
+                partial.remove(&id);
             }
-        } else {
-            deliver(&pending, id, Ok(reply));
+            Target::Joining => match partial.remove(&id) {
+                None => {
+                    partial.insert(id, response);
+                }
+                Some(mut joined) => match joined.absorb(response) {
+                    Ok(()) => {
+                        partial.insert(id, joined);
+                    }
+                    Err(e) => reply_to(&pending, id, Err(unavailable(format!("protocol: {e}")))),
+                },
+            },
+            Target::Call(waiter) => {
+                let reply = match partial.remove(&id) {
+                    None => Ok(response),
+                    Some(mut joined) => match joined.absorb(response) {
+                        Ok(()) => Ok(joined),
+                        Err(e) => Err(unavailable(format!("protocol: {e}"))),
+                    },
+                };
+                // The caller may have given up; nothing to do then.
+                let _ = waiter.reply.send(reply);
+            }
         }
+    };
+    pending.fail_all(&why);
+}
+
+/// Where a frame goes, found under one lock of `pending`.
+enum Target {
+    /// An open push stream's frame.
+    Stream(Arc<push::StreamShared>),
+    /// The final frame of a call: its waiter, taken out.
+    Call(Waiter),
+    /// A continued frame of a call still awaited.
+    Joining,
+    /// No one waits for it (the caller gave up, or the id is unknown).
+    Gone,
+}
+
+fn target(pending: &Pending, id: u64, last: bool) -> Target {
+    let mut routes = pending.lock();
+    let Some(map) = routes.as_mut() else {
+        return Target::Gone;
+    };
+    match map.get(&id) {
+        Some(Route::Stream(stream)) => Target::Stream(stream.shared()),
+        Some(Route::Call(_)) if !last => Target::Joining,
+        Some(Route::Call(_)) => match map.remove(&id) {
+            Some(Route::Call(waiter)) => Target::Call(waiter),
+            _ => Target::Gone,
+        },
+        None => Target::Gone,
     }
-    pending.fail_all();
 }
 
-fn is_awaited(pending: &Pending, id: u64) -> bool {
-    pending.lock().as_ref().is_some_and(|m| m.contains_key(&id))
-}
-
-fn deliver(pending: &Pending, id: u64, reply: Reply) {
-    let waiter = pending.lock().as_mut().and_then(|m| m.remove(&id));
-    if let Some(w) = waiter {
-        // The caller may have given up; nothing to do then.
-        let _ = w.reply.send(reply);
+/// Answers the call `id`, if it is still awaited.
+fn reply_to(pending: &Pending, id: u64, reply: Reply) {
+    if let Target::Call(waiter) = target(pending, id, true) {
+        let _ = waiter.reply.send(reply);
     }
 }
 
 /// Writes queued frames until the queue closes or a write fails.
-async fn write_loop(
-    mut write: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut queue: mpsc::Receiver<Vec<u8>>,
     pending: Arc<Pending>,
 ) {
@@ -459,8 +659,13 @@ async fn write_loop(
         if write.write_all(&frame).await.is_err() {
             break;
         }
+        // A TLS stream holds written bytes until flushed (for TCP this is
+        // a no-op): flush once the queue is empty.
+        if queue.is_empty() && write.flush().await.is_err() {
+            break;
+        }
     }
-    pending.fail_all();
+    pending.fail_all("the connection to the server was lost");
 }
 
 impl Bus for Client {
@@ -649,6 +854,10 @@ impl Bus for Client {
             Response::Terminated => Ok(()),
             other => Err(unexpected(&other)),
         }
+    }
+
+    fn subscribe(&self, subscription: &str, options: PushOptions) -> DeliveryStream {
+        push::subscribe(self.clone(), subscription.to_string(), options)
     }
 
     async fn dead_letters(
