@@ -1,16 +1,19 @@
 //! `eddy bench …`: performance measurements on this machine.
 //!
 //! The helpers here and in the modules beside the benchmarks' own (raw-disk
-//! baseline, log appender threads, machine description, number formatting,
-//! the report's table and heading, target verdicts, a scratch directory,
-//! argument checks) are shared by every benchmark.
+//! baseline, log appender threads, machine description, resident memory,
+//! number formatting, the report's table and heading, target verdicts, a
+//! scratch directory, argument checks) are shared by every benchmark.
+//! `server` also reuses `broker`'s workloads, which are generic over `Bus`.
 
 mod appenders;
 mod broker;
 mod disk;
 mod log;
 mod machine;
+mod memory;
 mod report;
+mod server;
 mod target;
 mod units;
 
@@ -33,12 +36,17 @@ enum BenchCommand {
     /// Embedded broker publish, consume and latency against the log, and
     /// the memory of idle topics and subscriptions.
     Broker(broker::BenchBrokerArgs),
+    /// A running `eddy serve` on loopback, over the native protocol and
+    /// HTTP, against the embedded broker in the same run; its latency and
+    /// memory.
+    Server(server::BenchServerArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Log(args) => log::run(&args),
         BenchCommand::Broker(args) => broker::run(&args),
+        BenchCommand::Server(args) => server::run(&args),
     }
 }
 

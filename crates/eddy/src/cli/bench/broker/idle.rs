@@ -25,6 +25,8 @@ use eddy_bus::{Bus, SubscriptionConfig, TopicConfig};
 use eddy_log::FsyncPolicy;
 use tokio::runtime::Runtime;
 
+use crate::cli::bench::memory::Rss;
+
 /// Policy of the broker whose memory is measured.
 pub const FSYNC: FsyncPolicy = FsyncPolicy::Never;
 /// Time between the last creation and the second reading of `VmRSS`
@@ -33,34 +35,6 @@ pub const SETTLE: Duration = Duration::from_millis(500);
 /// Open files wanted beyond one per idle topic: the journal, the broker's
 /// own topics, the runtime, the standard streams.
 const SPARE_FILES: u64 = 256;
-
-/// Resident memory, from `/proc/self/status`, in bytes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Rss {
-    pub total: u64,
-    pub anon: u64,
-    pub file: u64,
-}
-
-impl Rss {
-    fn read() -> Result<Rss> {
-        let status = std::fs::read_to_string("/proc/self/status")
-            .context("read /proc/self/status for the resident memory")?;
-        let field = |name: &str| -> Result<u64> {
-            let kib: u64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .with_context(|| format!("no {name} in /proc/self/status"))?;
-            Ok(kib * 1024)
-        };
-        Ok(Rss {
-            total: field("VmRSS:")?,
-            anon: field("RssAnon:")?,
-            file: field("RssFile:")?,
-        })
-    }
-}
 
 /// The open-files limit, and what was done about it.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +138,7 @@ async fn create(broker: &Broker, objects: u32, limit: OpenFilesLimit) -> Result<
         }
         None => String::new(),
     };
-    let before = Rss::read()?;
+    let before = Rss::of_self()?;
     let start = Instant::now();
     for i in 0..objects {
         broker
@@ -185,7 +159,7 @@ async fn create(broker: &Broker, objects: u32, limit: OpenFilesLimit) -> Result<
     }
     let subscriptions_time = start.elapsed();
     tokio::time::sleep(SETTLE).await;
-    let after = Rss::read()?;
+    let after = Rss::of_self()?;
     Ok((before, after, topics_time, subscriptions_time, open_files()))
 }
 

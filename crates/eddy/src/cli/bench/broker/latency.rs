@@ -8,6 +8,10 @@
 //! schedule it fell. Consumers of one shared subscription fetch and ack in
 //! a loop and record, for every event, the time it came out of a fetch
 //! minus its send time. Every sample is kept and sorted: no histogram.
+//!
+//! The workload ([`run`]) is written against the `Bus` trait, with the
+//! publisher and the consumers on handles of their own, so `eddy bench
+//! server` runs it through two client connections.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -88,7 +92,7 @@ pub fn measure(runtime: &Runtime, dir: &Path, send_time: Duration) -> Result<Lat
         },
     )
     .with_context(|| format!("open a broker in {}", dir.display()))?;
-    let measured = runtime.block_on(run(&broker, send_time));
+    let measured = runtime.block_on(run(&broker, &broker, send_time));
     close_and_remove(&broker, dir, measured)
 }
 
@@ -100,12 +104,20 @@ struct Progress {
     expected: AtomicU64,
 }
 
-async fn run(broker: &Broker, send_time: Duration) -> Result<Latency> {
-    broker
+/// Creates the topic and the subscription through `publisher`, then sends
+/// 10,000 events/s through `publisher` for `send_time` while
+/// [`CONSUMERS`] tasks receive them through `consumer` (the same bus, or
+/// another handle on it).
+pub async fn run<B: Bus + Clone>(
+    publisher: &B,
+    consumer: &B,
+    send_time: Duration,
+) -> Result<Latency> {
+    publisher
         .create_topic(TOPIC, TopicConfig::with_partitions(PARTITIONS))
         .await
         .context("create the topic")?;
-    create_shared_subscription(broker, SUBSCRIPTION, TOPIC).await?;
+    create_shared_subscription(publisher, SUBSCRIPTION, TOPIC).await?;
 
     let origin = Instant::now();
     let progress = Arc::new(Progress {
@@ -113,13 +125,13 @@ async fn run(broker: &Broker, send_time: Duration) -> Result<Latency> {
         expected: AtomicU64::new(u64::MAX),
     });
     let consumers: Vec<_> = (0..CONSUMERS)
-        .map(|_| tokio::spawn(receive(broker.clone(), origin, Arc::clone(&progress))))
+        .map(|_| tokio::spawn(receive(consumer.clone(), origin, Arc::clone(&progress))))
         .collect();
     let events = (send_time.as_secs_f64() * RATE_PER_SEC as f64).round() as u64;
     let pacer = {
-        let broker = broker.clone();
+        let publisher = publisher.clone();
         let handle = Handle::current();
-        tokio::task::spawn_blocking(move || pace(&handle, &broker, origin, events))
+        tokio::task::spawn_blocking(move || pace(&handle, &publisher, origin, events))
     };
     let paced = pacer.await.context("the pacer panicked")?;
     let mut failed = 0;
@@ -187,7 +199,7 @@ struct Paced {
 
 /// Sends `events` events at [`RATE_PER_SEC`], each as a `publish` task of
 /// its own, sleeping until each one's time.
-fn pace(runtime: &Handle, broker: &Broker, origin: Instant, events: u64) -> Paced {
+fn pace<B: Bus + Clone>(runtime: &Handle, bus: &B, origin: Instant, events: u64) -> Paced {
     let period_ns = 1_000_000_000 / RATE_PER_SEC;
     let filler = pattern(EVENT_BYTES);
     let mut publishes = Vec::with_capacity(events as usize);
@@ -207,8 +219,8 @@ fn pace(runtime: &Handle, broker: &Broker, origin: Instant, events: u64) -> Pace
         let sent_ns = Instant::now().duration_since(origin).as_nanos() as u64;
         data[..8].copy_from_slice(&sent_ns.to_le_bytes());
         let event = Event::new("BenchLatency", data).with_id(format!("l{n}"));
-        let broker = broker.clone();
-        publishes.push(runtime.spawn(async move { broker.publish(TOPIC, event).await }));
+        let bus = bus.clone();
+        publishes.push(runtime.spawn(async move { bus.publish(TOPIC, event).await }));
     }
     Paced {
         publishes,
@@ -228,7 +240,7 @@ struct Received {
 
 /// One consumer: fetch, note each event's latency, ack, until every
 /// published event was received.
-async fn receive(broker: Broker, origin: Instant, progress: Arc<Progress>) -> Result<Received> {
+async fn receive<B: Bus>(bus: B, origin: Instant, progress: Arc<Progress>) -> Result<Received> {
     let options = FetchOptions {
         max: FETCH_MAX,
         wait_ms: FETCH_WAIT_MS,
@@ -236,7 +248,7 @@ async fn receive(broker: Broker, origin: Instant, progress: Arc<Progress>) -> Re
     let mut r = Received::default();
     let mut last_progress = Instant::now();
     while progress.received.load(Ordering::SeqCst) < progress.expected.load(Ordering::SeqCst) {
-        let got = broker.fetch(SUBSCRIPTION, options.clone()).await?;
+        let got = bus.fetch(SUBSCRIPTION, options.clone()).await?;
         let received_ns = origin.elapsed().as_nanos() as u64;
         if got.is_empty() {
             r.empty_fetches += 1;
@@ -266,7 +278,7 @@ async fn receive(broker: Broker, origin: Instant, progress: Arc<Progress>) -> Re
                 .push(Duration::from_nanos(received_ns.saturating_sub(sent_ns)));
             ids.push(d.ack_id);
         }
-        let results = broker.ack_all(SUBSCRIPTION, &ids).await?;
+        let results = bus.ack_all(SUBSCRIPTION, &ids).await?;
         if let Some(e) = results.into_iter().find_map(|r| r.err()) {
             return Err(e).context("ack an event");
         }

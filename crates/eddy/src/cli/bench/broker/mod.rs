@@ -22,10 +22,10 @@
 //! The results go to stdout as a table, with a PASS/MISS verdict for each
 //! target of the broker, and optionally to a markdown file.
 
-mod consume;
+pub(super) mod consume;
 mod idle;
-mod latency;
-mod publish;
+pub(super) mod latency;
+pub(super) mod publish;
 mod report;
 mod targets;
 
@@ -187,12 +187,16 @@ const ACK_WAIT_MS: u64 = 60_000;
 const MAX_ACK_PENDING: u32 = 100_000;
 /// A consumer that gets nothing for this long while events are missing
 /// fails the benchmark instead of waiting forever.
-const STALL: Duration = Duration::from_secs(30);
+pub(super) const STALL: Duration = Duration::from_secs(30);
 
 /// Creates the subscription `name` that a workload's consumers share:
 /// `topic` from its earliest event, with [`ACK_WAIT_MS`] and
 /// [`MAX_ACK_PENDING`].
-async fn create_shared_subscription(broker: &Broker, name: &str, topic: &str) -> Result<()> {
+pub(super) async fn create_shared_subscription<B: Bus>(
+    bus: &B,
+    name: &str,
+    topic: &str,
+) -> Result<()> {
     let config = SubscriptionConfig::new(topic)
         .start_at(StartAt::Earliest)
         .ack_wait_ms(ACK_WAIT_MS);
@@ -200,8 +204,7 @@ async fn create_shared_subscription(broker: &Broker, name: &str, topic: &str) ->
         max_ack_pending: MAX_ACK_PENDING,
         ..config
     };
-    broker
-        .create_subscription(name, config)
+    bus.create_subscription(name, config)
         .await
         .context("create the subscription")?;
     Ok(())

@@ -2,8 +2,13 @@
 //! `append_batch` from threads, then the broker's `publish_batch` from
 //! async tasks, the same records (1 KiB, batches of 100, 4 writers) under
 //! fsync `always`, each on a fresh directory for a fixed time.
+//!
+//! The publishing itself ([`publish_for`]) is written against the `Bus`
+//! trait, so `eddy bench server` runs the same workload through the
+//! network client.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -133,6 +138,27 @@ impl Publish {
     }
 }
 
+/// What the publisher tasks achieved through one or more handles on a bus.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRun {
+    /// Events whose `publish_batch` returned, all publishers together.
+    pub events: u64,
+    /// Bytes of the topic's partition logs afterwards.
+    pub disk_bytes: u64,
+    /// From the start of the publishers until the last one returned.
+    pub elapsed: Duration,
+}
+
+impl PublishRun {
+    pub fn events_per_sec(&self) -> f64 {
+        units::per_sec(self.events, self.elapsed)
+    }
+
+    pub fn payload_mib_per_sec(&self) -> f64 {
+        units::mib_per_sec(self.events * VALUE_BYTES as u64, self.elapsed)
+    }
+}
+
 /// Publishes batches of 100 events of 1 KiB data (each with its own id)
 /// from [`WRITERS`] tasks to a fresh topic of `partitions` partitions, in a
 /// fresh broker in `dir` with fsync `always`, until `duration` has passed.
@@ -148,33 +174,17 @@ pub fn broker_publish(
     };
     let broker = Broker::open(dir, config.clone())
         .with_context(|| format!("open a broker in {}", dir.display()))?;
-    let measured = runtime.block_on(async {
-        broker
-            .create_topic(TOPIC, TopicConfig::with_partitions(partitions))
-            .await
-            .context("create the topic")?;
-        let data = Bytes::from(pattern(VALUE_BYTES));
-        let start = Instant::now();
-        let deadline = start + duration;
-        let publishers: Vec<_> = (0..WRITERS)
-            .map(|w| tokio::spawn(publish_until(broker.clone(), data.clone(), w, deadline)))
-            .collect();
-        let mut events = 0;
-        for p in publishers {
-            events += p.await.context("a publisher task panicked")??;
-        }
-        let elapsed = start.elapsed();
-        let stats = broker.topic_stats(TOPIC).await?;
-        if stats.published != events || stats.duplicates != 0 {
-            bail!(
-                "{events} events were published, the topic counts {} ({} duplicates)",
-                stats.published,
-                stats.duplicates
-            );
-        }
-        Ok((events, stats.size_bytes, elapsed))
-    });
-    let (events, disk_bytes, elapsed) = close_and_remove(&broker, dir, measured)?;
+    let measured = runtime.block_on(publish_for(
+        std::slice::from_ref(&broker),
+        TOPIC,
+        partitions,
+        duration,
+    ));
+    let PublishRun {
+        events,
+        disk_bytes,
+        elapsed,
+    } = close_and_remove(&broker, dir, measured)?;
     Ok(Publish {
         partitions,
         config,
@@ -184,10 +194,62 @@ pub fn broker_publish(
     })
 }
 
+/// Creates `topic` with `partitions` partitions through the first of
+/// `buses`, then runs [`WRITERS`] publisher tasks until `duration` has
+/// passed, task `w` on `buses[w % buses.len()]` (one handle shared by all,
+/// or one each), and checks that the topic counts every event once.
+pub async fn publish_for<B: Bus + Clone>(
+    buses: &[B],
+    topic: &str,
+    partitions: u32,
+    duration: Duration,
+) -> Result<PublishRun> {
+    let first = buses.first().context("no bus to publish through")?;
+    first
+        .create_topic(topic, TopicConfig::with_partitions(partitions))
+        .await
+        .context("create the topic")?;
+    let data = Bytes::from(pattern(VALUE_BYTES));
+    let topic_name: Arc<str> = Arc::from(topic);
+    let start = Instant::now();
+    let deadline = start + duration;
+    let publishers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let bus = buses[w % buses.len()].clone();
+            tokio::spawn(publish_until(
+                bus,
+                Arc::clone(&topic_name),
+                data.clone(),
+                w,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut events = 0;
+    for p in publishers {
+        events += p.await.context("a publisher task panicked")??;
+    }
+    let elapsed = start.elapsed();
+    let stats = first.topic_stats(topic).await?;
+    if stats.published != events || stats.duplicates != 0 {
+        bail!(
+            "{events} events were published, the topic counts {} ({} duplicates)",
+            stats.published,
+            stats.duplicates
+        );
+    }
+    Ok(PublishRun {
+        events,
+        disk_bytes: stats.size_bytes,
+        elapsed,
+    })
+}
+
 /// One publisher: `publish_batch` again and again until `deadline`, each
 /// event with an id of its own (`<publisher>-<n>`).
-async fn publish_until(
-    broker: Broker,
+async fn publish_until<B: Bus>(
+    bus: B,
+    topic: Arc<str>,
     data: Bytes,
     publisher: usize,
     deadline: Instant,
@@ -199,8 +261,7 @@ async fn publish_until(
                 Event::new(EVENT_TYPE, data.clone()).with_id(format!("{publisher}-{}", events + i))
             })
             .collect();
-        broker
-            .publish_batch(TOPIC, batch)
+        bus.publish_batch(&topic, batch)
             .await
             .context("publish a batch")?;
         events += BATCH as u64;
