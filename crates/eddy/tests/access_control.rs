@@ -177,3 +177,53 @@ fn without_tokens_only_loopback_is_served() {
     // Nothing was created: the refusal comes before the broker opens.
     assert!(!dir.path().join("data").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_token_works_with_its_config_entry() {
+    // Proves: `eddy token create` prints a token and the `[[tokens]]`
+    // entry with its hash; a server configured with that entry accepts
+    // the token for what it grants, and `eddy token hash` agrees.
+    let out = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["token", "create", "--name", "ci", "--allow", "admin:>"])
+        .output()
+        .expect("run eddy token create");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let token = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("eddy_"))
+        .expect("the token")
+        .to_string();
+    let entry = &text[text.find("[[tokens]]").expect("the config entry")..];
+    let mut hash = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["token", "hash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(hash.stdin.take().unwrap(), "{token}").unwrap();
+    let hashed = String::from_utf8(hash.wait_with_output().unwrap().stdout).unwrap();
+    assert!(entry.contains(hashed.trim()), "{entry} vs {hashed}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("eddy.toml");
+    let text = format!(
+        "data_dir = \"{}\"\n[native]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"off\"\n{entry}",
+        dir.path().join("data").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let (mut server, addr, _) = start(&config);
+    let client = Client::connect(addr.as_str(), with_token(&token))
+        .await
+        .expect("the created token is accepted");
+    client
+        .create_topic("made.by.token", TopicConfig::default())
+        .await
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    assert!(server.wait().unwrap().success());
+}

@@ -37,6 +37,7 @@ mod read;
 mod serve;
 mod stats;
 mod sub;
+mod token;
 mod topic;
 
 use anyhow::Result;
@@ -60,8 +61,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the broker on a folder over the native protocol.
+    /// Serve the broker on a folder over the native protocol and HTTP.
     Serve(serve::ServeArgs),
+    /// Create access tokens for a server's config file.
+    Token(token::TokenArgs),
     /// Create, list, describe and delete topics.
     Topic(topic::TopicArgs),
     /// Publish an event from arguments, or one per line of stdin.
@@ -88,6 +91,7 @@ enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
         Command::Topic(args) => topic::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Consume(args) => consume::run(args),
