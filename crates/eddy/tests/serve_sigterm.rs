@@ -15,7 +15,14 @@ use eddy_client::{Client, ClientConfig};
 /// (read from its banner).
 fn start(dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--dir",
+        ])
         .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

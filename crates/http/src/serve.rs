@@ -5,6 +5,7 @@
 //! listener (one whose `Io` is a TLS stream) serves the same way as
 //! [`serve_http`]'s TCP one.
 
+use axum::Router;
 use std::fmt::Debug;
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -38,14 +39,17 @@ pub async fn serve_http<A: Access>(
     config: HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    serve_listener(listener, access, config, shutdown).await
+    serve_listener(listener, access, config, Router::new(), shutdown).await
 }
 
-/// [`serve_http`] on any axum [`Listener`] (a TLS one, say).
+/// [`serve_http`] on any axum [`Listener`] (a TLS one, say), with the
+/// routes of `extra` (say, `/metrics`) merged in; `extra` must have no
+/// fallback of its own.
 pub async fn serve_listener<L, A>(
     listener: L,
     access: A,
     config: HttpConfig,
+    extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()>
 where
@@ -56,7 +60,7 @@ where
     config.validate()?;
     let (drain_tx, drain_rx) = watch::channel(false);
     let (close_tx, close_rx) = watch::channel(false);
-    let app = routes::build(access, &config, Some(drain_rx.clone()));
+    let app = routes::build(access, &config, Some(drain_rx.clone())).merge(extra);
     let listener = Limited {
         inner: listener,
         slots: Arc::new(Semaphore::new(config.max_connections as usize)),

@@ -104,7 +104,10 @@ fn create(args: CreateArgs) -> Result<()> {
         println!("{out}");
         return Ok(());
     }
-    println!("token for {:?} (shown only now; the server keeps its hash):", args.name);
+    println!(
+        "token for {:?} (shown only now; the server keeps its hash):",
+        args.name
+    );
     println!("  {token}");
     println!();
     println!("add to the server's config file:");
@@ -148,7 +151,10 @@ mod tests {
         assert_eq!(
             g,
             vec![
-                ("orders.>".to_string(), vec![Permission::Publish, Permission::Subscribe]),
+                (
+                    "orders.>".to_string(),
+                    vec![Permission::Publish, Permission::Subscribe]
+                ),
                 ("audit.*".to_string(), vec![Permission::Admin]),
             ]
         );

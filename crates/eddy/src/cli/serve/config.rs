@@ -58,7 +58,6 @@ pub struct NativeSection {
 
 /// `[http]`.
 #[derive(Debug, Default, Deserialize)]
-#[allow(dead_code)] // TEMP: read once the HTTP listener is wired in
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     /// An address, or `"off"` for no HTTP listener.

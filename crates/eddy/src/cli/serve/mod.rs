@@ -8,6 +8,7 @@
 //! loopback addresses only; any other address needs tokens.
 
 mod config;
+mod http_listener;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use eddy_auth::{Access, Open, Tokens};
 use eddy_broker::{Broker, BrokerConfig, Clock, FsyncPolicy, ManualClock};
+use eddy_http::{HttpConfig, serve_listener};
 use eddy_metrics::{Listener as MetricsListener, Metrics};
 use eddy_server::{Listening, ServerConfig, serve_native_with, tls_acceptor};
 use tokio::sync::watch;
@@ -24,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use config::{FileConfig, parse_fsync, parse_http_listen};
 pub use config::{HTTP_PORT_DEFAULT, NATIVE_PORT_DEFAULT};
+use http_listener::HttpListener;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -67,6 +70,7 @@ struct Settings {
     tls: Option<(PathBuf, PathBuf)>,
     broker: BrokerConfig,
     server: ServerConfig,
+    http_config: HttpConfig,
     file: FileConfig,
 }
 
@@ -113,6 +117,14 @@ impl Settings {
             .unwrap_or(server.max_in_flight_requests);
         server.write_queue_frames = n.write_queue_frames.unwrap_or(server.write_queue_frames);
         server.validate().context("the [native] settings")?;
+        let mut http_config = HttpConfig::default();
+        if let Some(n) = file.http.max_connections {
+            http_config.max_connections = n;
+        }
+        if let Some(n) = file.http.max_body_bytes {
+            http_config.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        http_config.validate().context("the [http] settings")?;
         Ok(Settings {
             dir: args
                 .dir
@@ -128,6 +140,7 @@ impl Settings {
             tls,
             broker,
             server,
+            http_config,
             file,
         })
     }
@@ -198,6 +211,7 @@ async fn serve(settings: Settings, manual_clock_ms: Option<i64>) -> Result<()> {
         settings: &settings,
         tls,
         metrics,
+        broker: broker.clone(),
     };
     let result = if settings.file.tokens.is_empty() {
         served
@@ -221,6 +235,8 @@ struct Served<'a> {
     settings: &'a Settings,
     tls: Option<TlsAcceptor>,
     metrics: Metrics,
+    /// The bus itself, unmetered, for /metrics to read.
+    broker: Broker,
 }
 
 impl Served<'_> {
@@ -231,15 +247,36 @@ impl Served<'_> {
             settings,
             tls,
             metrics,
+            broker,
         } = self;
         let native = tokio::net::TcpListener::bind(settings.native)
             .await
             .with_context(|| format!("listen on {} (native protocol)", settings.native))?;
         let native_addr = native.local_addr().context("read the listening address")?;
         let scheme = if tls.is_some() { "tls" } else { "tcp" };
+        let http = match settings.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listen on {addr} (HTTP)"))?;
+                Some(
+                    HttpListener::new(listener, tls.clone(), metrics.clone())
+                        .context("read the HTTP listening address")?,
+                )
+            }
+            None => None,
+        };
         // The first line is read by scripts and tests: keep it.
         println!("eddy serve: native protocol on {native_addr}");
         println!("  native:     {scheme}://{native_addr}");
+        match &http {
+            Some(h) => {
+                let web = if tls.is_some() { "https" } else { "http" };
+                let addr = axum::serve::Listener::local_addr(h).context("HTTP address")?;
+                println!("  http:       {web}://{addr}  (API under /v1, /metrics, /healthz)");
+            }
+            None => println!("  http:       off"),
+        }
         println!("  data:       {}", settings.dir.display());
         println!("  durability: fsync {}", settings.fsync);
         println!("  access:     {access_note}");
@@ -264,15 +301,48 @@ impl Served<'_> {
         let stopped = |mut stop: watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        serve_native_with(
-            native,
-            access,
-            listening,
-            settings.server.clone(),
-            stopped(stop.clone()),
-        )
-        .await
-        .context("serve the native protocol")?;
+        let http_served = async {
+            let Some(http) = http else { return Ok(()) };
+            let scrape = metrics.clone();
+            let extra = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let (metrics, broker) = (scrape.clone(), broker.clone());
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            metrics.render(&broker).await,
+                        )
+                    }
+                }),
+            );
+            serve_listener(
+                http,
+                access.clone(),
+                settings.http_config.clone(),
+                extra,
+                stopped(stop.clone()),
+            )
+            .await
+            .context("serve HTTP")
+        };
+        let native_served = async {
+            serve_native_with(
+                native,
+                access.clone(),
+                listening,
+                settings.server.clone(),
+                stopped(stop.clone()),
+            )
+            .await
+            .context("serve the native protocol")
+        };
+        let (native_result, http_result) = tokio::join!(native_served, http_served);
+        native_result?;
+        http_result?;
         Ok(())
     }
 }
