@@ -240,11 +240,20 @@ struct Received {
 
 /// One consumer: fetch, note each event's latency, ack, until every
 /// published event was received.
-async fn receive<B: Bus>(bus: B, origin: Instant, progress: Arc<Progress>) -> Result<Received> {
+async fn receive<B: Bus + Clone>(
+    bus: B,
+    origin: Instant,
+    progress: Arc<Progress>,
+) -> Result<Received> {
     let options = FetchOptions {
         max: FETCH_MAX,
         wait_ms: FETCH_WAIT_MS,
     };
+    // Acks go out on their own tasks, at most ACKS_IN_FLIGHT at once, so
+    // that the next fetch does not wait for the last ack's fsync — as a
+    // consumer that pipelines its acks does.
+    let acks = Arc::new(tokio::sync::Semaphore::new(ACKS_IN_FLIGHT));
+    let mut acking = tokio::task::JoinSet::new();
     let mut r = Received::default();
     let mut last_progress = Instant::now();
     while progress.received.load(Ordering::SeqCst) < progress.expected.load(Ordering::SeqCst) {
@@ -278,16 +287,31 @@ async fn receive<B: Bus>(bus: B, origin: Instant, progress: Arc<Progress>) -> Re
                 .push(Duration::from_nanos(received_ns.saturating_sub(sent_ns)));
             ids.push(d.ack_id);
         }
-        let results = bus.ack_all(SUBSCRIPTION, &ids).await?;
-        if let Some(e) = results.into_iter().find_map(|r| r.err()) {
-            return Err(e).context("ack an event");
-        }
         progress
             .received
             .fetch_add(ids.len() as u64, Ordering::SeqCst);
+        let permit = Arc::clone(&acks).acquire_owned().await?;
+        let bus = bus.clone();
+        acking.spawn(async move {
+            let results = bus.ack_all(SUBSCRIPTION, &ids).await?;
+            drop(permit);
+            match results.into_iter().find_map(|r| r.err()) {
+                Some(e) => Err(e).context("ack an event"),
+                None => Ok(()),
+            }
+        });
+        while let Some(done) = acking.try_join_next() {
+            done??;
+        }
+    }
+    while let Some(done) = acking.join_next().await {
+        done??;
     }
     Ok(r)
 }
+
+/// Acks of one consumer in flight at once.
+const ACKS_IN_FLIGHT: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -268,7 +268,11 @@ fn parse_banner(banner: &[String]) -> Result<(SocketAddr, Option<SocketAddr>)> {
             format!("the banner's first line is `{first}`, not `{FIRST_LINE_PREFIX}<address>`")
         })?;
     let http = banner.iter().find_map(|line| {
-        let url = line.trim().strip_prefix("http:")?.trim();
+        let url = line
+            .trim()
+            .strip_prefix("http:")?
+            .split_whitespace()
+            .next()?;
         url.strip_prefix("http://")?
             .trim_end_matches('/')
             .parse()
