@@ -4,7 +4,8 @@
 //! and allows the rest; and a server without tokens refuses to listen
 //! beyond loopback, saying how to configure tokens.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::process::{Child, Command, Stdio};
 
 use eddy_auth::TokenHash;
@@ -48,31 +49,8 @@ grants = [{{ topics = "orders.>", allow = ["publish"] }}]
 /// Starts `eddy serve --config <file>`; returns it, its native address
 /// and its banner.
 fn start(config: &std::path::Path) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn eddy serve");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut banner = String::new();
-    let mut line = String::new();
-    while out.read_line(&mut line).expect("banner") > 0 && !line.contains("stop with") {
-        banner.push_str(&line);
-        line.clear();
-    }
-    let addr = banner
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("eddy serve: native protocol on "))
-        .expect("the first banner line names the native address")
-        .to_string();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
-    });
-    (child, addr, banner)
+    let served = support::serve(&[std::ffi::OsStr::new("--config"), config.as_os_str()]);
+    (served.child, served.native, served.banner)
 }
 
 fn with_token(token: &str) -> ClientConfig {

@@ -6,8 +6,9 @@
 //! without permission is refused with 403, and HTTPS works with the
 //! server's certificate.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Child;
 
 use eddy_auth::TokenHash;
 use serde_json::{Value, json};
@@ -25,28 +26,10 @@ impl Drop for Server {
 }
 
 fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn eddy serve");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let (mut http, mut line) = (None, String::new());
-    while out.read_line(&mut line).expect("banner") > 0 && !line.contains("stop with") {
-        if let Some(rest) = line.trim().strip_prefix("http:") {
-            http = rest.split_whitespace().next().map(str::to_string);
-        }
-        line.clear();
-    }
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
-    });
+    let served = support::serve(args);
     Server {
-        child,
-        http: http.expect("an http line in the banner"),
+        child: served.child,
+        http: served.http.expect("an http line in the banner"),
     }
 }
 

@@ -5,9 +5,10 @@
 //! same folder must hold every acknowledged id, each once. Three cycles on
 //! one folder. The seed is printed; `EDDY_CRASH_SEED` replays a run.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -31,35 +32,21 @@ impl XorShift {
 }
 
 fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "off",
-            "--fsync",
-            "always",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn eddy serve");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("banner");
-    let addr = line
-        .trim()
-        .strip_prefix("eddy serve: native protocol on ")
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
-        .to_string();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
-    });
-    (child, addr)
+    let mut args: Vec<std::ffi::OsString> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "off",
+        "--fsync",
+        "always",
+        "--dir",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    let served = support::serve(&args);
+    (served.child, served.native)
 }
 
 /// Every stored event id of topic `load`, with how often it is stored.

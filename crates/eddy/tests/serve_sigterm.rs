@@ -3,8 +3,9 @@
 //! server cleanly (exit 0); a restarted server on the same folder has every
 //! acknowledged publish and forgets no confirmed ack.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Child, Command};
 
 use eddy_bus::{
     Bus, Event, FetchOptions, Partition, ReadFrom, StartAt, SubscriptionConfig, TopicConfig,
@@ -14,35 +15,13 @@ use eddy_client::{Client, ClientConfig};
 /// Starts `eddy serve` on a free loopback port; returns it and its address
 /// (read from its banner).
 fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--dir",
-        ])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn eddy serve");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("banner");
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .expect("an address in the banner")
-        .to_string();
-    assert!(line.contains("native protocol on"), "banner: {line:?}");
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
-    });
-    (child, addr)
+    let mut args = vec!["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--dir"]
+        .into_iter()
+        .map(std::ffi::OsString::from)
+        .collect::<Vec<_>>();
+    args.push(dir.into());
+    let served = support::serve(&args);
+    (served.child, served.native)
 }
 
 fn sigterm(child: &mut Child) {

@@ -3,8 +3,9 @@
 //! a client that does not trust it, and a plain-TCP client, are refused
 //! without hanging; the server keeps serving.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::{Child, Command};
 
 use eddy_bus::{Bus, BusError, Event, Partition, ReadFrom, TopicConfig};
 use eddy_client::{Client, ClientConfig, ClientTls};
@@ -14,35 +15,20 @@ fn start(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> (Child, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--http", "off", "--dir"])
-        .arg(dir.join("data"))
-        .arg("--tls-cert")
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn eddy serve");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut banner = String::new();
-    let mut line = String::new();
-    while out.read_line(&mut line).expect("banner") > 0 && !line.contains("stop with") {
-        banner.push_str(&line);
-        line.clear();
-    }
-    let addr = banner
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("eddy serve: native protocol on "))
-        .expect("the native address")
-        .to_string();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {}
-    });
-    (child, addr, banner)
+    let mut args: Vec<std::ffi::OsString> = ["--listen", "127.0.0.1:0", "--http", "off"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.extend([
+        "--dir".into(),
+        dir.join("data").into(),
+        "--tls-cert".into(),
+        cert.into(),
+        "--tls-key".into(),
+        key.into(),
+    ]);
+    let served = support::serve(&args);
+    (served.child, served.native, served.banner)
 }
 
 fn tls(pem: &str) -> ClientConfig {

@@ -319,18 +319,21 @@ impl Following {
     /// lines not yet taken, and its stderr.
     #[track_caller]
     pub fn finish(mut self) -> (Option<i32>, Vec<String>, String) {
+        // Stdout closes when the command ends: wait for that, bounded.
         let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for eddy") {
-                break status;
+        let mut rest = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("`eddy {}` did not end", self.args.join(" "));
+                }
             }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("`eddy {}` did not end", self.args.join(" "));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let rest: Vec<String> = self.lines.iter().collect();
+        }
+        let status = self.child.wait().expect("wait for eddy");
         let mut stderr = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
@@ -343,5 +346,61 @@ impl Drop for Following {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An `eddy serve` process started by [`serve`], with what its banner
+/// said. Not killed on drop: tests that signal it own its end.
+#[derive(Debug)]
+pub struct Served {
+    pub child: Child,
+    /// The native-protocol address (the banner's first line).
+    pub native: String,
+    /// The HTTP URL, if the banner has an `http:` line with one.
+    pub http: Option<String>,
+    /// The whole banner, up to its `stop with` line.
+    pub banner: String,
+}
+
+/// Starts `eddy serve` with `args`, reads its banner, and drains the rest
+/// of its stdout on a thread.
+pub fn serve<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn eddy serve");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut banner, mut line) = (String::new(), String::new());
+    while out.read_line(&mut line).expect("read the banner") > 0 {
+        banner.push_str(&line);
+        if line.contains("stop with") {
+            break;
+        }
+        line.clear();
+    }
+    let native = banner
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix(BANNER_PREFIX))
+        .unwrap_or_else(|| panic!("unexpected banner from eddy serve: {banner:?}"))
+        .to_string();
+    let http = banner.lines().find_map(|l| {
+        let url = l.trim().strip_prefix("http:")?.split_whitespace().next()?;
+        url.contains("://").then(|| url.to_string())
+    });
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        while out.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
+            rest.clear();
+        }
+    });
+    Served {
+        child,
+        native,
+        http,
+        banner,
     }
 }
