@@ -17,7 +17,7 @@ use eddy_bus::{
     BusError, Event, Partition, Published, ReadBatch, ReadFrom, Result, StartAt, StoredEvent,
     SubscriptionConfig, SubscriptionInfo, TopicConfig, TopicInfo, TopicStats,
 };
-use eddy_log::{Clock, LogConfig, SystemClock};
+use eddy_log::{Clock, FsyncPolicy, LogConfig, SystemClock};
 
 use crate::config::BrokerConfig;
 use crate::error::from_log;
@@ -389,15 +389,10 @@ impl Broker {
 
     // ---- publishing and reading ----
 
-    pub(crate) fn publish_sync(
-        &self,
-        topic: &str,
-        mut events: Vec<Event>,
-    ) -> Result<Vec<Published>> {
+    /// Checks a publish (topic name, batch limits, each event) and gives
+    /// every event without an id a fresh one.
+    fn check_publish(&self, topic: &str, events: &mut [Event]) -> Result<()> {
         check_topic_name(topic)?;
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
         if events.len() > PUBLISH_BATCH_MAX {
             return Err(BusError::LimitExceeded {
                 what: "batch event count",
@@ -407,7 +402,7 @@ impl Broker {
             });
         }
         let limits = &self.inner.config.event_limits;
-        for e in &events {
+        for e in events.iter() {
             e.validate(limits)?;
         }
         let bytes: usize = events.iter().map(Event::size_bytes).sum();
@@ -419,15 +414,44 @@ impl Broker {
                 actual: bytes as u64,
             });
         }
-        for e in &mut events {
+        for e in events.iter_mut() {
             if e.id.is_empty() {
                 e.id = uuid::Uuid::now_v7().to_string();
             }
         }
-        let topic = self.topic_for_publish(topic)?;
-        let pending = topic.write(&events, self.now_ms(), true)?;
-        topic.wait_durable(&pending)?;
-        self.notify();
+        Ok(())
+    }
+
+    /// Publishes from an async task: the write (to the page cache) runs on
+    /// the task and the fsync wait is a group commit that holds no thread
+    /// ([`Broker::durable`]). A topic still to be auto-created goes the
+    /// blocking way, since creating it waits for the journal's fsync.
+    pub(crate) async fn publish_async(
+        &self,
+        topic: &str,
+        mut events: Vec<Event>,
+    ) -> Result<Vec<Published>> {
+        self.check_publish(topic, &mut events)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let existing = self.catalog_read()?.topics.get(topic).cloned();
+        let Some(t) = existing else {
+            let topic = topic.to_string();
+            return self
+                .blocking(move |b| {
+                    let t = b.topic_for_publish(&topic)?;
+                    b.publish_internal(&t, &events, true)
+                })
+                .await;
+        };
+        let pending = t.write(&events, self.now_ms(), true)?;
+        if self.inner.config.fsync == FsyncPolicy::Always {
+            // The commit loop wakes the consumers after its fsync.
+            self.durable(&t, &pending).await?;
+        } else {
+            self.notify();
+        }
         Ok(pending.results)
     }
 

@@ -15,7 +15,7 @@ use crate::broker::Broker;
 
 impl Broker {
     /// Runs `f` on a clone of the broker on the blocking pool.
-    async fn blocking<T: Send + 'static>(
+    pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Broker) -> Result<T> + Send + 'static,
     ) -> Result<T> {
@@ -62,17 +62,13 @@ impl Bus for Broker {
     }
 
     async fn publish(&self, topic: &str, event: Event) -> Result<Published> {
-        let topic = topic.to_string();
-        let mut r = self
-            .blocking(move |b| b.publish_sync(&topic, vec![event]))
-            .await?;
+        let mut r = self.publish_async(topic, vec![event]).await?;
         r.pop()
             .ok_or_else(|| BusError::Storage("a publish returned no result".into()))
     }
 
     async fn publish_batch(&self, topic: &str, events: Vec<Event>) -> Result<Vec<Published>> {
-        let topic = topic.to_string();
-        self.blocking(move |b| b.publish_sync(&topic, events)).await
+        self.publish_async(topic, events).await
     }
 
     async fn read(
@@ -145,9 +141,7 @@ impl Bus for Broker {
     }
 
     async fn ack_all(&self, subscription: &str, ids: &[AckId]) -> Result<Vec<Result<()>>> {
-        let sub = subscription.to_string();
-        let ids = ids.to_vec();
-        self.blocking(move |b| b.ack_all_sync(&sub, &ids)).await
+        self.ack_all_async(subscription, ids).await
     }
 
     async fn nack(&self, subscription: &str, id: &AckId, options: NackOptions) -> Result<()> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use eddy_bus::{AckId, BusError, Delivery, FETCH_MAX, NackOptions, Result, SubscriptionStats};
 
 use crate::broker::{Broker, Catalog, SubCell, TopicSource};
-use crate::journal::Tp;
+use crate::journal::{Tp, Written};
 use crate::sub::Source;
 
 /// Longest error text kept with a failed event.
@@ -83,28 +83,34 @@ impl Broker {
         Ok((result?, (cell, dying)))
     }
 
-    pub(crate) fn ack_all_sync(&self, sub: &str, ids: &[AckId]) -> Result<Vec<Result<()>>> {
+    /// Acks on the calling task: the journal write runs here, the wait for
+    /// its fsync is a group commit that holds no thread.
+    pub(crate) async fn ack_all_async(&self, sub: &str, ids: &[AckId]) -> Result<Vec<Result<()>>> {
+        let (written, results, acked) = self.ack_all_write(sub, ids)?;
+        self.inner.journal.durable(written).await?;
+        if acked {
+            self.notify();
+        }
+        Ok(results)
+    }
+
+    /// Settles acks and writes them to the journal, without waiting for
+    /// its fsync. Also says whether anything was settled.
+    fn ack_all_write(&self, sub: &str, ids: &[AckId]) -> Result<(Written, Vec<Result<()>>, bool)> {
         let cat = self.catalog_read()?;
         let cell = Arc::clone(cat.sub(sub)?);
         let now = self.now_ms();
         let mut ops = Vec::new();
-        let w = {
-            let mut st = cell.lock();
-            let results = ids
-                .iter()
-                .map(|id| {
-                    let tp = Self::tp_of(&cat, id)?;
-                    st.ack(tp, id, now, &mut ops)
-                })
-                .collect::<Vec<_>>();
-            (self.inner.journal.write(&ops)?, results)
-        };
-        drop(cat);
-        self.inner.journal.wait(w.0)?;
-        if !ops.is_empty() {
-            self.notify();
-        }
-        Ok(w.1)
+        let mut st = cell.lock();
+        let results = ids
+            .iter()
+            .map(|id| {
+                let tp = Self::tp_of(&cat, id)?;
+                st.ack(tp, id, now, &mut ops)
+            })
+            .collect::<Vec<_>>();
+        let written = self.inner.journal.write(&ops)?;
+        Ok((written, results, !ops.is_empty()))
     }
 
     pub(crate) fn nack_sync(&self, sub: &str, id: &AckId, options: NackOptions) -> Result<()> {

@@ -18,6 +18,7 @@ use eddy_bus::{
 use eddy_log::{Clock, Log, LogConfig, Record};
 
 use crate::codec::{Reader, Writer};
+use crate::commit::Committer;
 use crate::error::from_log;
 use crate::sub::{Entry, EntryState};
 
@@ -477,6 +478,8 @@ const RECORD_BYTES_TARGET: usize = 256 * 1024;
 pub(crate) struct Journal {
     dir: PathBuf,
     log: RwLock<Option<Arc<Log>>>,
+    /// Group commit for waits on async tasks ([`Journal::durable`]).
+    committer: Arc<Committer>,
     /// Journal offset the current snapshot covers up to.
     snapshot_offset: std::sync::atomic::AtomicU64,
 }
@@ -528,6 +531,7 @@ impl Journal {
             Journal {
                 dir: dir.to_path_buf(),
                 log: RwLock::new(Some(Arc::new(log))),
+                committer: Arc::new(Committer::new()),
                 snapshot_offset: std::sync::atomic::AtomicU64::new(from),
             },
             ops,
@@ -572,6 +576,22 @@ impl Journal {
                 .map_err(from_log),
             None => Ok(()),
         }
+    }
+
+    /// Waits like [`Journal::wait`], without holding a thread: a group
+    /// commit shared by every task waiting on the journal.
+    pub(crate) async fn durable(&self, w: Written) -> Result<()> {
+        let Some(next) = w.0 else {
+            return Ok(());
+        };
+        let log = self.log()?;
+        let start = || {
+            let (log, committer) = (Arc::clone(&log), Arc::clone(&self.committer));
+            tokio::task::spawn_blocking(move || committer.run(&log, || {}));
+        };
+        self.committer
+            .wait(&log, eddy_log::Offset(next), start)
+            .await
     }
 
     /// Waits until every op written below journal offset `next` is durable.

@@ -32,6 +32,7 @@
 mod broker;
 mod bus;
 mod codec;
+mod commit;
 mod config;
 mod dead;
 mod delivery;

@@ -13,6 +13,7 @@ use eddy_bus::{
 use eddy_log::{Clock, Log, LogConfig, Record, RetentionPolicy};
 
 use crate::codec::{Meta, event_to_record, record_event_id, record_to_event};
+use crate::commit::Committer;
 use crate::error::from_log;
 use crate::journal::TopicId;
 
@@ -57,6 +58,8 @@ pub(crate) struct Topic {
     pub(crate) name: String,
     pub(crate) config: TopicConfig,
     pub(crate) logs: Vec<Log>,
+    /// One per partition, beside `logs`.
+    committers: Vec<Committer>,
     dedup: Mutex<Dedup>,
     round_robin: AtomicU32,
     pub(crate) published: AtomicU64,
@@ -69,6 +72,13 @@ pub(crate) struct PendingPublish {
     pub(crate) results: Vec<Published>,
     /// Per partition, the offset below which everything must be durable.
     wait: Vec<(u32, u64)>,
+}
+
+impl PendingPublish {
+    /// Per partition, the offset below which everything must be durable.
+    pub(crate) fn waits(&self) -> &[(u32, u64)] {
+        &self.wait
+    }
 }
 
 impl Topic {
@@ -102,6 +112,7 @@ impl Topic {
             id,
             name,
             config,
+            committers: logs.iter().map(|_| Committer::new()).collect(),
             logs,
             dedup: Mutex::new(Dedup::default()),
             round_robin: AtomicU32::new(0),
@@ -157,6 +168,12 @@ impl Topic {
                 partition,
                 partitions: self.config.partitions,
             })
+    }
+
+    /// A partition's log and its commit loop state.
+    pub(crate) fn commit_parts(&self, partition: u32) -> Result<(&Log, &Committer)> {
+        let log = self.log(Partition(partition))?;
+        Ok((log, &self.committers[partition as usize]))
     }
 
     /// The partition of an event: its key's, or for a keyless event the

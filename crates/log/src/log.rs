@@ -392,6 +392,19 @@ impl Log {
         Ok(())
     }
 
+    /// Whether every record below `next` is durable per the policy (always
+    /// under `interval` and `never`), without waiting: for a caller that
+    /// waits its own way and calls [`Log::wait_durable`] on a thread of its
+    /// choosing to lead the group commit. An error once an fsync failed.
+    pub fn is_durable(&self, next: Offset) -> Result<bool> {
+        let s = &*self.shared;
+        if s.config.fsync != FsyncPolicy::Always || lock(&s.sync).durable_next >= next.0 {
+            return Ok(true);
+        }
+        s.check_poison()?;
+        Ok(false)
+    }
+
     /// Forces everything appended so far to stable storage, whatever the policy.
     pub fn sync(&self) -> Result<()> {
         let s = &*self.shared;
