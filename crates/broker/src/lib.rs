@@ -35,6 +35,7 @@ mod codec;
 mod commit;
 mod config;
 mod dead;
+mod dedup;
 mod delivery;
 mod error;
 mod journal;

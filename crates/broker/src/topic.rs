@@ -1,7 +1,7 @@
 //! A topic: one `eddy-log` log per partition, the dedup window, publishing
 //! and reading.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,9 +11,11 @@ use eddy_bus::{
     BusError, Event, Offset, Partition, PartitionInfo, Published, Result, StoredEvent, TopicConfig,
 };
 use eddy_log::{Clock, Log, LogConfig, Record, RetentionPolicy};
+use hashbrown::{HashTable, hash_table};
 
 use crate::codec::{Meta, event_to_record, record_event_id, record_to_event};
 use crate::commit::Committer;
+use crate::dedup::Dedup;
 use crate::error::from_log;
 use crate::journal::TopicId;
 
@@ -23,33 +25,6 @@ const READ_BYTES_MAX: usize = 4 << 20;
 /// fewer events than asked (always at least one), so that no request can
 /// make the broker hold `max` × `event_bytes_max` in memory.
 pub const READ_RESULT_BYTES_MAX: usize = 16 << 20;
-
-/// Remembered event ids of a topic, oldest first.
-#[derive(Debug, Default)]
-struct Dedup {
-    ids: HashMap<String, (u32, u64)>,
-    order: VecDeque<(i64, String)>,
-}
-
-impl Dedup {
-    fn insert(&mut self, id: String, at: (u32, u64), ts: i64) {
-        if self.ids.insert(id.clone(), at).is_none() {
-            self.order.push_back((ts, id));
-        }
-    }
-
-    /// Forgets ids older than the window or beyond its size.
-    fn trim(&mut self, now: i64, window: &eddy_bus::DedupWindow) {
-        let oldest = now.saturating_sub_unsigned(window.age_ms);
-        while let Some((ts, id)) = self.order.front() {
-            if *ts >= oldest && self.order.len() <= window.entries_max as usize {
-                break;
-            }
-            self.ids.remove(id);
-            self.order.pop_front();
-        }
-    }
-}
 
 /// A topic and its partitions.
 #[derive(Debug)]
@@ -150,7 +125,8 @@ impl Topic {
         found.sort_by_key(|(ts, _, at)| (*ts, *at));
         let mut dedup = self.lock_dedup();
         for (ts, id, at) in found {
-            dedup.insert(id, at, ts);
+            let hash = dedup.hash(&id);
+            dedup.insert(hash, &id, at, ts);
         }
         dedup.trim(now, &window);
         Ok(())
@@ -195,11 +171,20 @@ impl Topic {
         let mut wait: HashMap<u32, u64> = HashMap::new();
         let mut d = self.lock_dedup();
         d.trim(now, &self.config.dedup);
-        let mut in_batch: HashMap<&str, usize> = HashMap::new();
+        let hashes: Vec<u64> = if dedup {
+            events.iter().map(|e| d.hash(&e.id)).collect()
+        } else {
+            Vec::new()
+        };
+        // The first event of each id in this batch, and (event, first) for
+        // the later ones: filled in once the first one has its offset.
+        let mut in_batch: HashTable<usize> = HashTable::new();
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
         let sticky = self.round_robin.fetch_add(1, Ordering::Relaxed) % self.config.partitions;
         for (i, e) in events.iter().enumerate() {
             if dedup {
-                if let Some(&(p, o)) = d.ids.get(&e.id) {
+                let hash = hashes[i];
+                if let Some((p, o)) = d.get(hash, &e.id) {
                     results[i] = Some(Published {
                         partition: Partition(p),
                         offset: Offset(o),
@@ -209,8 +194,15 @@ impl Topic {
                     *w = (*w).max(o + 1);
                     continue;
                 }
-                if *in_batch.entry(&e.id).or_insert(i) != i {
-                    continue; // filled in once the first one has its offset
+                let same = |&j: &usize| events[j].id == e.id;
+                match in_batch.entry(hash, same, |&j| hashes[j]) {
+                    hash_table::Entry::Occupied(first) => {
+                        repeats.push((i, *first.get()));
+                        continue;
+                    }
+                    hash_table::Entry::Vacant(v) => {
+                        v.insert(i);
+                    }
                 }
             }
             groups[self.partition_for(e, sticky) as usize].push(i);
@@ -230,11 +222,8 @@ impl Topic {
                     duplicate: false,
                 });
                 if dedup {
-                    d.insert(
-                        events[i].id.clone(),
-                        (p as u32, offset),
-                        receipt.timestamp_ms,
-                    );
+                    let at = (p as u32, offset);
+                    d.insert(hashes[i], &events[i].id, at, receipt.timestamp_ms);
                 }
             }
             written += idx.len() as u64;
@@ -243,23 +232,16 @@ impl Topic {
         d.trim(now, &self.config.dedup);
         drop(d);
         // Duplicates within the batch point at their first occurrence.
-        let mut out = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let r = match results[i] {
-                Some(r) => r,
-                None => {
-                    let first = in_batch[e.id.as_str()];
-                    let r = results[first].ok_or_else(|| {
-                        BusError::Storage("a batch duplicate lost its original".into())
-                    })?;
-                    Published {
-                        duplicate: true,
-                        ..r
-                    }
-                }
-            };
-            out.push(r);
+        for (i, first) in repeats {
+            results[i] = results[first].map(|r| Published {
+                duplicate: true,
+                ..r
+            });
         }
+        let out = results
+            .into_iter()
+            .map(|r| r.ok_or_else(|| BusError::Storage("a publish lost an event's result".into())))
+            .collect::<Result<Vec<_>>>()?;
         self.published.fetch_add(written, Ordering::Relaxed);
         self.duplicates
             .fetch_add(events.len() as u64 - written, Ordering::Relaxed);

@@ -55,6 +55,12 @@ const NAME: &str = "eddy bench server";
 const PUBLISH_PARTITIONS: u32 = 4;
 /// Time between the idle client's disconnection and the idle reading.
 const IDLE_SETTLE: Duration = Duration::from_millis(500);
+/// The publish workloads run in this many interleaved rounds (embedded,
+/// native one way, native the other, then again), each the run time over
+/// the rounds, and count the total: the disk's flush speed drifts from
+/// second to second, and a ratio taken between runs seconds apart moved
+/// with it by ±15 %.
+const PUBLISH_ROUNDS: u32 = 3;
 /// The topic the HTTP workload publishes to.
 const HTTP_TOPIC: &str = "bench.publish.http";
 
@@ -161,8 +167,11 @@ impl Connections {
 #[derive(Debug, Clone)]
 struct Native<T> {
     connections: Connections,
+    /// Over all rounds, for a workload run in rounds.
     result: T,
     server: Peak,
+    /// Events/s of each round, for a workload run in rounds.
+    rates: Vec<f64>,
 }
 
 /// The latency workload over the native protocol (one connection
@@ -206,7 +215,10 @@ struct Results {
     plan: Plan,
     run: RunInfo,
     server: ServerInfo,
+    /// Over all rounds.
     embedded_publish: publish::Publish,
+    /// Events/s of each round.
+    embedded_publish_rates: Vec<f64>,
     native_publishes: Vec<Native<PublishRun>>,
     http_publish: Http<PublishRun>,
     embedded_consume: consume::Consume,
@@ -243,22 +255,43 @@ pub fn run(args: &BenchServerArgs) -> Result<()> {
     let api = server.http.map(http::Api::new).transpose()?;
     let embedded_dir = |name: &str| scratch.join(&format!("embedded-{name}"));
 
-    // Publish: embedded, then native (both ways), then HTTP.
-    let embedded_publish = publish::broker_publish(
-        &runtime,
-        &embedded_dir("publish"),
-        PUBLISH_PARTITIONS,
-        plan.run_time,
-    )?;
-    report::print_embedded_publish(&embedded_publish);
+    // Publish: embedded and native (both ways) in interleaved rounds, then
+    // HTTP.
+    let round_time = plan.run_time / PUBLISH_ROUNDS;
+    let mut embedded_rounds = Vec::new();
+    let mut native_rounds: Vec<Vec<(PublishRun, Peak)>> = vec![Vec::new(); Connections::ALL.len()];
+    for round in 0..PUBLISH_ROUNDS {
+        let dir = embedded_dir(&format!("publish-{round}"));
+        let embedded = publish::broker_publish(&runtime, &dir, PUBLISH_PARTITIONS, round_time)?;
+        embedded_rounds.push(embedded);
+        for (k, connections) in Connections::ALL.into_iter().enumerate() {
+            sampler.take();
+            let result = runtime.block_on(native_publish(addr, connections, round_time))?;
+            native_rounds[k].push((result, sampler.take()));
+        }
+    }
+    let (embedded_publish, embedded_publish_rates) = sum_publishes(embedded_rounds)?;
+    report::print_embedded_publish(&embedded_publish, &embedded_publish_rates);
     let mut native_publishes = Vec::new();
-    for connections in Connections::ALL {
-        sampler.take();
-        let result = runtime.block_on(native_publish(addr, connections, plan.run_time))?;
+    for (connections, rounds) in Connections::ALL.into_iter().zip(native_rounds) {
+        let server = rounds
+            .iter()
+            .fold(Peak::default(), |peak, (_, p)| peak.max(*p));
+        let rates = rounds.iter().map(|(r, _)| r.events_per_sec()).collect();
+        let result = rounds
+            .into_iter()
+            .map(|(r, _)| r)
+            .reduce(|a, b| PublishRun {
+                events: a.events + b.events,
+                disk_bytes: a.disk_bytes + b.disk_bytes,
+                elapsed: a.elapsed + b.elapsed,
+            })
+            .context("no publish round ran")?;
         let native = Native {
             connections,
             result,
-            server: sampler.take(),
+            server,
+            rates,
         };
         report::print_native_publish(&native, &embedded_publish);
         native_publishes.push(native);
@@ -285,6 +318,7 @@ pub fn run(args: &BenchServerArgs) -> Result<()> {
             connections,
             result,
             server: sampler.take(),
+            rates: Vec::new(),
         };
         report::print_native_consume(&native, &embedded_consume, preload_time);
         native_consumes.push(native);
@@ -326,6 +360,7 @@ pub fn run(args: &BenchServerArgs) -> Result<()> {
         run,
         server,
         embedded_publish,
+        embedded_publish_rates,
         native_publishes,
         http_publish,
         embedded_consume,
@@ -341,6 +376,24 @@ pub fn run(args: &BenchServerArgs) -> Result<()> {
         super::write_section(path, NAME, &report::markdown(&results, &verdicts))?;
     }
     scratch.remove()
+}
+
+/// The embedded publish rounds as one total, and each round's events/s.
+fn sum_publishes(rounds: Vec<publish::Publish>) -> Result<(publish::Publish, Vec<f64>)> {
+    let rates = rounds
+        .iter()
+        .map(publish::Publish::events_per_sec)
+        .collect();
+    let total = rounds
+        .into_iter()
+        .reduce(|a, b| publish::Publish {
+            events: a.events + b.events,
+            disk_bytes: a.disk_bytes + b.disk_bytes,
+            elapsed: a.elapsed + b.elapsed,
+            ..a
+        })
+        .context("no publish round ran")?;
+    Ok((total, rates))
 }
 
 /// Runs an HTTP workload if there is an HTTP listener; a failure is

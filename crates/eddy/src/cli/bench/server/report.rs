@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::process::{FSYNC, ServerProcess};
 use super::sampler::{self, Peak};
 use super::{
-    HTTP_TOPIC, Http, IDLE_SETTLE, NAME, Native, NativeLatency, PUBLISH_PARTITIONS, Plan, Results,
-    ServerInfo, http,
+    HTTP_TOPIC, Http, IDLE_SETTLE, NAME, Native, NativeLatency, PUBLISH_PARTITIONS, PUBLISH_ROUNDS,
+    Plan, Results, ServerInfo, http,
 };
 use crate::cli::bench::broker::consume::{self, Consume, Tally};
 use crate::cli::bench::broker::latency::{self, Latency};
@@ -39,7 +39,8 @@ pub(super) const TABLE: Table = Table {
 pub(super) fn print_preamble(plan: &Plan, run: &RunInfo) {
     run.print_heading(NAME);
     println!(
-        "publish workloads: {:.2} s each; latency: {:.2} s each; backlogs of {} events drained",
+        "publish workloads: {:.2} s each (embedded and native in {PUBLISH_ROUNDS} interleaved \
+         rounds); latency: {:.2} s each; backlogs of {} events drained",
         plan.run_time.as_secs_f64(),
         plan.latency_time.as_secs_f64(),
         grouped(plan.consume_events as f64),
@@ -67,8 +68,8 @@ pub(super) fn print_idle(idle: &Rss) {
     TABLE.print_row(&idle_row(idle));
 }
 
-pub(super) fn print_embedded_publish(p: &Publish) {
-    TABLE.print_row(&embedded_publish_row(p));
+pub(super) fn print_embedded_publish(p: &Publish, rates: &[f64]) {
+    TABLE.print_row(&embedded_publish_row(p, rates));
 }
 
 pub(super) fn print_native_publish(n: &Native<PublishRun>, embedded: &Publish) {
@@ -112,6 +113,20 @@ pub(super) fn drain_rate(events: u64, t: &Tally) -> f64 {
     units::per_sec(events, t.elapsed)
 }
 
+/// ` over 3 interleaved rounds (a / b / c events/s)`, or nothing for a
+/// workload run once.
+fn rounds_note(rates: &[f64]) -> String {
+    if rates.len() < 2 {
+        return String::new();
+    }
+    let each: Vec<String> = rates.iter().map(|r| grouped(*r)).collect();
+    format!(
+        " over {} interleaved rounds ({} events/s)",
+        rates.len(),
+        each.join(" / ")
+    )
+}
+
 fn peak_note(peak: &Peak) -> String {
     if peak.samples == 0 {
         return "server VmRSS not sampled (too short)".into();
@@ -145,7 +160,7 @@ fn idle_row(idle: &Rss) -> Row {
     ]
 }
 
-fn embedded_publish_row(p: &Publish) -> Row {
+fn embedded_publish_row(p: &Publish, rates: &[f64]) -> Row {
     [
         "embedded publish_batch".into(),
         bytes(publish::VALUE_BYTES as u64),
@@ -157,11 +172,12 @@ fn embedded_publish_row(p: &Publish) -> Row {
         format!("{:.1}", p.payload_mib_per_sec()),
         "100.0%".into(),
         format!(
-            "{} events in {}, each with its own id; {} partitions; a Broker in the bench \
+            "{} events in {}{}, each with its own id; {} partitions; a Broker in the bench \
              process (BrokerConfig::default()); the reference of *vs embedded* for the \
              publish rows",
             grouped(p.events as f64),
             duration(p.elapsed),
+            rounds_note(rates),
             p.partitions,
         ),
     ]
@@ -180,10 +196,11 @@ fn native_publish_row(n: &Native<PublishRun>, embedded: &Publish) -> Row {
         format!("{:.1}", r.payload_mib_per_sec()),
         percent(r.events_per_sec() / embedded.events_per_sec()),
         format!(
-            "{} events in {}, each with its own id, through eddy-client ({}, requests \
+            "{} events in {}{}, each with its own id, through eddy-client ({}, requests \
              pipelined); {} partitions; {}",
             grouped(r.events as f64),
             duration(r.elapsed),
+            rounds_note(&n.rates),
             n.connections.describe(publish::WRITERS),
             PUBLISH_PARTITIONS,
             peak_note(&n.server),
@@ -493,12 +510,14 @@ fn method(results: &Results) -> String {
          embedded consume row's backlog is loaded under `never`, and that load is not \
          timed. Each publish row runs for {:.2} s: 4 tasks publish batches of 100 events of \
          1 KiB, each with its own id, to a fresh topic of {PUBLISH_PARTITIONS} partitions \
-         (deleted afterwards); *MiB/s* counts event data only. Each consume row drains a \
+         (deleted afterwards); *MiB/s* counts event data only. The embedded and native \
+         publish rows run in {PUBLISH_ROUNDS} interleaved rounds (embedded, native one way, \
+         the other, and again), each a third of that time, and give the total over the \
+         rounds: the disk's flush speed drifts from second to second. Each consume row drains a \
          backlog of {} events of 100 B with 4 consumers of one shared subscription (fetch up \
          to 500, then one ack for all), timed from the first fetch to the return of the ack \
          that completed it. *vs embedded* divides events/s by the embedded row of the same \
-         workload, measured in the same run just before (the server stays up, idle, \
-         meanwhile). The latency rows send 10,000 \
+         workload, measured in the same run (the server stays up, idle, meanwhile). The latency rows send 10,000 \
          events/s for {:.2} s and time each event from just before its `publish` call to \
          the return of the fetch that delivered it; every sample is kept, percentiles are \
          nearest-rank. Memory is the server's `VmRSS` from `/proc/<pid>/status`.\n",
@@ -519,7 +538,7 @@ fn method(results: &Results) -> String {
 fn all_rows(r: &Results) -> Vec<Row> {
     let mut rows = vec![
         idle_row(&r.server.idle),
-        embedded_publish_row(&r.embedded_publish),
+        embedded_publish_row(&r.embedded_publish, &r.embedded_publish_rates),
     ];
     rows.extend(
         r.native_publishes
