@@ -7,26 +7,15 @@
 
 mod support;
 
-use eddy_bus::{Bus, Event, Partition, ReadFrom, TopicConfig};
+use eddy_bus::{Bus, Event, Partition, ReadFrom};
 use eddy_proto::{Request, Response};
-use eddy_server::ServerConfig;
 use support::{Client, Server};
 
 const READS: u64 = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_over_the_budget_are_all_answered() {
-    let config = ServerConfig {
-        max_frame_bytes: 1 << 20,
-        pending_bytes_max: 1 << 20,
-        ..ServerConfig::default()
-    };
-    let server = Server::start(config).await;
-    server
-        .bus
-        .create_topic("orders", TopicConfig::default())
-        .await
-        .unwrap();
+    let server = Server::with_small_budget("orders").await;
     server
         .bus
         .publish("orders", Event::new("Placed", "o1"))

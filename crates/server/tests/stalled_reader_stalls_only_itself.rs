@@ -7,9 +7,8 @@
 
 mod support;
 
-use eddy_bus::{Bus, Event, Partition, ReadFrom, TopicConfig};
+use eddy_bus::{Bus, Event, Partition, ReadFrom};
 use eddy_proto::{FRAME_BYTES_CAP, Frame, Request, Response, encode_frame};
-use eddy_server::ServerConfig;
 use support::{Client, Server};
 
 const EVENT_BYTES: usize = 64 << 10;
@@ -17,17 +16,7 @@ const EVENTS: u64 = 48; // a full read is 3 MiB: more than the budget
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_read_stalls_only_itself() {
-    let config = ServerConfig {
-        max_frame_bytes: 1 << 20,
-        pending_bytes_max: 1 << 20,
-        ..ServerConfig::default()
-    };
-    let server = Server::start(config).await;
-    server
-        .bus
-        .create_topic("big", TopicConfig::default())
-        .await
-        .unwrap();
+    let server = Server::with_small_budget("big").await;
     for _ in 0..EVENTS {
         server
             .bus

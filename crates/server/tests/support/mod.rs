@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use eddy_broker::{Broker, BrokerConfig};
+use eddy_bus::Bus;
 use eddy_proto::{
     Decoded, FRAME_BYTES_CAP, Frame, Hello, Message, Request, Response, Welcome, decode_frame,
     encode_frame,
@@ -55,6 +56,23 @@ impl Server {
             task,
             _dir: dir,
         }
+    }
+
+    /// A server whose frames and `pending_bytes_max` are both 1 MiB, with
+    /// the topic `topic` created.
+    pub async fn with_small_budget(topic: &str) -> Server {
+        let config = ServerConfig {
+            max_frame_bytes: 1 << 20,
+            pending_bytes_max: 1 << 20,
+            ..ServerConfig::default()
+        };
+        let server = Server::start(config).await;
+        server
+            .bus
+            .create_topic(topic, eddy_bus::TopicConfig::default())
+            .await
+            .expect("create the topic");
+        server
     }
 
     /// Signals shutdown and waits for the server to return.
