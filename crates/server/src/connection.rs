@@ -1,23 +1,14 @@
 //! One client connection: the handshake, the reader loop that admits
-//! requests and runs them, and the one writer that sends every frame.
+//! requests and spawns their tasks, and the one writer that sends every
+//! frame.
 //!
 //! ```text
-//!   socket ─read─▶ reader loop ──▶ requests, polled by the loop ─┐
-//!                      │  └─────spawn──▶ push streams ───────────┤ bounded channel
-//!                      └──(8013, Welcome, Error)─────────────────┤ (write_queue_frames)
-//!                                                                 ▼
-//!   socket ◀─write── writer ◀─────────────────────────────────────┘
+//!   socket ─read─▶ reader loop ──spawn──▶ request tasks ─┐
+//!                      │  └─────spawn──▶ push streams ───┤ bounded channel
+//!                      └──(8013, Welcome, Error)─────────┤ (write_queue_frames)
+//!                                                         ▼
+//!   socket ◀─write── writer ◀─────────────────────────────┘
 //! ```
-//!
-//! The reader loop and the writer are one task (`join!`), and a request
-//! runs as a future that loop polls beside the socket, not as a task of
-//! its own: a publish is read, executed and answered without a hand-off
-//! between tasks. The requests of one connection make progress
-//! concurrently (a pipelined request does not wait for the one before) but
-//! not in parallel; connections run in parallel. Push streams, which live
-//! as long as the client wants, are tasks of their own. While the loop
-//! waits for budget (`pending_bytes_max`) it still polls the requests in
-//! flight, which are the ones that free it.
 //!
 //! A request is in flight from the moment the reader admits it until the
 //! writer takes its final response off the queue — before writing it, so
@@ -35,9 +26,6 @@ use eddy_proto::{
     Decoded, FRAME_HEADER_BYTES, Frame, HANDSHAKE_FRAME_BYTES, Message, ProtoError, Request,
     Response, Welcome, WireError, decode_frame, encode_response,
 };
-use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -119,13 +107,12 @@ pub(crate) async fn serve<A, R, W>(
             in_flight: Arc::clone(&in_flight),
             out,
             tasks: JoinSet::new(),
-            requests: FuturesUnordered::new(),
             stop,
         };
         read_side.run().await;
     };
-    // Both halves run on this task, and so do the requests; push streams
-    // are spawned (and aborted if this task is).
+    // Both halves run on this task; request and push tasks are spawned
+    // (and aborted if this task is).
     tokio::join!(
         read_side,
         write_loop(
@@ -199,8 +186,6 @@ struct Reader<B, R> {
     in_flight: InFlight,
     out: mpsc::Sender<Outgoing>,
     tasks: JoinSet<()>,
-    /// Requests other than push streams, polled on this connection's task.
-    requests: FuturesUnordered<BoxFuture<'static, ()>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -211,7 +196,6 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                 for control in lock(&self.in_flight).values().flatten() {
                     control.stop(false);
                 }
-                while self.requests.next().await.is_some() {}
                 while self.tasks.join_next().await.is_some() {}
             }
             Closing::Broken => self.abandon().await,
@@ -226,7 +210,6 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
     }
 
     async fn abandon(&mut self) {
-        self.requests.clear();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }
@@ -240,7 +223,6 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                 biased;
                 _ = stop.wait_for(|s| *s) => return Closing::Drain,
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => continue,
-                Some(()) = self.requests.next(), if !self.requests.is_empty() => continue,
                 read = self.frames.read(limit) => match read {
                     Ok(read) => read,
                     Err(e) => return closing(e),
@@ -315,16 +297,9 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
             .min(self.config.pending_bytes_max) as u32;
         let budget = {
             let mut stop = self.stop.clone();
-            let wanted = Arc::clone(&self.budget).acquire_many_owned(reserve);
-            tokio::pin!(wanted);
-            // Requests in flight go on meanwhile: theirs is the budget that
-            // frees up.
-            loop {
-                tokio::select! {
-                    permit = &mut wanted => break permit.ok(),
-                    _ = stop.wait_for(|s| *s) => break None,
-                    Some(()) = self.requests.next(), if !self.requests.is_empty() => {}
-                }
+            tokio::select! {
+                permit = Arc::clone(&self.budget).acquire_many_owned(reserve) => permit.ok(),
+                _ = stop.wait_for(|s| *s) => None,
             }
         };
         let Some(budget) = budget else {
@@ -354,7 +329,7 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                 self.tasks.spawn(stream.run());
             }
             (request, _) => {
-                self.requests.push(Box::pin(async move {
+                self.tasks.spawn(async move {
                     let response = execute(&bus, request).await;
                     let _ = out
                         .send(Outgoing {
@@ -364,7 +339,7 @@ impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
                             budget: Some(budget),
                         })
                         .await;
-                }));
+                });
             }
         }
         Ok(())

@@ -1,9 +1,10 @@
 //! Proves a connection whose `pending_bytes_max` is spent by requests in
-//! flight still answers them: the requests of a connection run on its own
-//! task, so while a new request waits for budget the ones holding it must
-//! go on, finish and free it. Each read here reserves the whole budget
-//! (its possible response is larger), so ten pipelined reads can only be
-//! answered one after the other; all ten answers must come.
+//! flight still answers them: while a new request waits for budget, the
+//! ones holding it go on, finish and free it. Each read here reserves the
+//! whole budget (its possible response is larger), so ten pipelined reads
+//! can only be answered one after the other; all ten answers must come.
+//! (A design that ran a connection's requests on its reader's task and
+//! stopped polling them while waiting for budget deadlocked here.)
 
 mod support;
 
