@@ -369,10 +369,6 @@ impl Broker {
     pub(crate) fn delete_topic_sync(&self, name: &str) -> Result<()> {
         check_topic_name(name)?;
         let mut cat = self.catalog_write()?;
-        self.delete_topic_locked(&mut cat, name)
-    }
-
-    fn delete_topic_locked(&self, cat: &mut Catalog, name: &str) -> Result<()> {
         let topic = Arc::clone(cat.topic(name)?);
         self.inner
             .journal
@@ -382,7 +378,11 @@ impl Broker {
         }
         cat.topics.remove(name);
         cat.topics_by_id.remove(&topic.id);
-        // Readers still holding the topic keep their open files.
+        drop(cat);
+        // Outside the catalog lock: deleting gigabytes of segments takes
+        // long, and every publish and fetch takes that lock. Readers still
+        // holding the topic keep their open files; a folder left by a
+        // crash meanwhile is an orphan, dropped on the next open.
         let _ = fs::remove_dir_all(self.topic_dir(topic.id));
         Ok(())
     }

@@ -563,6 +563,7 @@ impl Log {
         let s = &*self.shared;
         let policy = s.config.retention;
         let mut report = RetentionReport::default();
+        let mut detached = Vec::new();
         let mut st = lock(&s.state);
         let now = s.clock.now_ms();
         let expired = |seg: &Segment| {
@@ -591,9 +592,11 @@ impl Log {
             if !(expired(&head) || over_bytes || over_records) {
                 break;
             }
-            delete_head(&mut st, &mut report)?;
+            detached.push(detach_head(&mut st, &mut report));
         }
-        s.finish_deletion(&st, &mut report)?;
+        report.first_offset = Offset(st.segments[0].base);
+        drop(st);
+        s.delete_detached(&detached)?;
         Ok(report)
     }
 
@@ -603,11 +606,14 @@ impl Log {
     pub fn delete_before(&self, offset: Offset) -> Result<RetentionReport> {
         let s = &*self.shared;
         let mut report = RetentionReport::default();
+        let mut detached = Vec::new();
         let mut st = lock(&s.state);
         while st.segments.len() > 1 && st.segments[0].next_offset() <= offset.0 {
-            delete_head(&mut st, &mut report)?;
+            detached.push(detach_head(&mut st, &mut report));
         }
-        s.finish_deletion(&st, &mut report)?;
+        report.first_offset = Offset(st.segments[0].base);
+        drop(st);
+        s.delete_detached(&detached)?;
         Ok(report)
     }
 
@@ -641,13 +647,28 @@ impl Drop for Log {
 }
 
 impl Shared {
-    /// After deleting head segments: makes the deletions durable (unless
-    /// under `never`) and reports the new first offset.
-    fn finish_deletion(&self, st: &State, report: &mut RetentionReport) -> Result<()> {
-        if !report.segments_deleted.is_empty() && self.config.fsync != FsyncPolicy::Never {
+    /// Deletes the files of segments already taken out of the state, then
+    /// makes the deletions durable (unless under `never`). It runs without
+    /// the state lock: unlinking a large segment can take tens of
+    /// milliseconds, and appends and reads must not wait for it. If a file
+    /// cannot be deleted, the error is returned and the file stays until
+    /// the next open, which finds it and lets retention delete it again.
+    fn delete_detached(&self, detached: &[Arc<Segment>]) -> Result<()> {
+        let mut failed = None;
+        for seg in detached {
+            if let Err(e) = seg
+                .delete_files()
+                .ctx(|| format!("delete segment {}", seg.path.display()))
+            {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !detached.is_empty() && self.config.fsync != FsyncPolicy::Never {
             sync_dir(&self.dir).inspect_err(|e| self.set_poison(e))?;
         }
-        report.first_offset = Offset(st.segments[0].base);
         Ok(())
     }
 
@@ -878,17 +899,15 @@ impl flusher::Flush for Shared {
     }
 }
 
-/// Deletes the oldest segment's files and forgets it.
-fn delete_head(st: &mut State, report: &mut RetentionReport) -> Result<()> {
-    let head = Arc::clone(&st.segments[0]);
-    head.delete_files()
-        .ctx(|| format!("delete segment {}", head.path.display()))?;
-    st.segments.remove(0);
+/// Forgets the oldest segment and counts it in `report`; the caller
+/// deletes its files once the state lock is released.
+fn detach_head(st: &mut State, report: &mut RetentionReport) -> Arc<Segment> {
+    let head = st.segments.remove(0);
     st.unsynced_sealed.retain(|seg| !Arc::ptr_eq(seg, &head));
     report.segments_deleted.push(Offset(head.base));
     report.records_deleted += head.next_offset() - head.base;
     report.bytes_deleted += head.len();
-    Ok(())
+    head
 }
 
 /// Takes the exclusive lock on a log directory: its `LOCK` file, held open.
