@@ -194,14 +194,17 @@ impl Topic {
                     *w = (*w).max(o + 1);
                     continue;
                 }
-                let same = |&j: &usize| events[j].id == e.id;
-                match in_batch.entry(hash, same, |&j| hashes[j]) {
-                    hash_table::Entry::Occupied(first) => {
-                        repeats.push((i, *first.get()));
-                        continue;
-                    }
-                    hash_table::Entry::Vacant(v) => {
-                        v.insert(i);
+                // A batch of one cannot repeat itself: no table to build.
+                if events.len() > 1 {
+                    let same = |&j: &usize| events[j].id == e.id;
+                    match in_batch.entry(hash, same, |&j| hashes[j]) {
+                        hash_table::Entry::Occupied(first) => {
+                            repeats.push((i, *first.get()));
+                            continue;
+                        }
+                        hash_table::Entry::Vacant(v) => {
+                            v.insert(i);
+                        }
                     }
                 }
             }
