@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use eddy_bus::name::{
     ALERTS_TOPIC, Pattern, check_any_topic_name, check_subscription_name, check_topic_name,
@@ -19,7 +20,7 @@ use eddy_bus::{
 };
 use eddy_log::{Clock, FsyncPolicy, LogConfig, SystemClock};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, GROUP_COMMIT_WINDOW_US_MAX};
 use crate::error::from_log;
 use crate::journal::{Journal, Op, SubId, TopicId, Tp};
 use crate::sub::{Source, Sub};
@@ -171,14 +172,29 @@ impl Broker {
                 what: "broker config",
                 reason: e.to_string(),
             })?;
+        if config.group_commit_window_us > GROUP_COMMIT_WINDOW_US_MAX {
+            return Err(BusError::InvalidArgument {
+                what: "broker config",
+                reason: format!(
+                    "group_commit_window_us is {}, at most {GROUP_COMMIT_WINDOW_US_MAX} (1 s)",
+                    config.group_commit_window_us
+                ),
+            });
+        }
         let journal_config = LogConfig {
             fsync: config.fsync,
             segment_bytes_max: config.journal_segment_bytes_max,
             preallocate_segments: false,
             ..LogConfig::default()
         };
-        let (journal, ops) = Journal::open(&dir.join("state"), journal_config, Arc::clone(&clock))?;
-        let catalog = recover(&dir, ops, &log_config, &clock)?;
+        let commit_window = config.group_commit_window();
+        let (journal, ops) = Journal::open(
+            &dir.join("state"),
+            journal_config,
+            commit_window,
+            Arc::clone(&clock),
+        )?;
+        let catalog = recover(&dir, ops, &log_config, commit_window, &clock)?;
         let (changed, _) = tokio::sync::watch::channel(0);
         let broker = Broker {
             inner: Arc::new(Inner {
@@ -308,6 +324,7 @@ impl Broker {
             config.clone(),
             &self.topic_dir(id),
             &self.inner.log_config,
+            self.inner.config.group_commit_window(),
             &self.inner.clock,
         )?);
         let mut ops = vec![Op::TopicCreated {
@@ -813,6 +830,7 @@ fn recover(
     dir: &Path,
     ops: Vec<Op>,
     log_config: &LogConfig,
+    commit_window: Duration,
     clock: &Arc<dyn Clock>,
 ) -> Result<Catalog> {
     let mut topics: BTreeMap<TopicId, (String, TopicConfig)> = BTreeMap::new();
@@ -880,6 +898,7 @@ fn recover(
             config,
             &topics_dir.join(id.to_string()),
             log_config,
+            commit_window,
             clock,
         )?);
         cat.topics.insert(name, Arc::clone(&t));

@@ -28,6 +28,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use eddy_bus::{BusError, Result};
 use eddy_log::{Log, Offset};
@@ -43,13 +44,17 @@ use crate::topic::{PendingPublish, Topic};
 pub(crate) struct Committer {
     leading: AtomicBool,
     synced: watch::Sender<u64>,
+    /// Least time between the starts of two fsyncs of one loop
+    /// (`BrokerConfig::group_commit_window_us`).
+    window: Duration,
 }
 
 impl Committer {
-    pub(crate) fn new() -> Committer {
+    pub(crate) fn new(window: Duration) -> Committer {
         Committer {
             leading: AtomicBool::new(false),
             synced: watch::Sender::new(0),
+            window,
         }
     }
 
@@ -87,15 +92,22 @@ impl Committer {
 
     /// The commit loop (on a blocking thread): fsyncs while anything
     /// written to `log` is not durable, signalling and calling `after`
-    /// after each fsync.
+    /// after each fsync. While writes keep arriving, each fsync starts one
+    /// window after the one before, to cover what arrived meanwhile.
     pub(crate) fn run(&self, log: &Log, after: impl Fn()) {
         let unsynced = || matches!(log.is_durable(log.next_offset_written()), Ok(false));
         loop {
+            let started = Instant::now();
             // A failure poisons the log: the woken waiters see it.
             let _ = log.wait_durable(log.next_offset_written());
             self.synced.send_modify(|n| *n = n.wrapping_add(1));
             after();
             if unsynced() {
+                let next = started + self.window;
+                let now = Instant::now();
+                if now < next {
+                    std::thread::sleep(next - now);
+                }
                 continue;
             }
             self.leading.store(false, Ordering::SeqCst);
@@ -133,5 +145,84 @@ impl Broker {
                 committer.run(log, || broker.notify());
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use eddy_log::{FsyncPolicy, LogConfig, Record};
+
+    use super::*;
+
+    /// Runs a commit loop with `window` while one thread writes without
+    /// waiting for `duration`; returns the fsyncs it made and how long the
+    /// loop ran, after checking that it left everything durable.
+    fn commits_under_steady_writes(window: Duration, duration: Duration) -> (u64, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            fsync: FsyncPolicy::Always,
+            ..LogConfig::default()
+        };
+        let log = Arc::new(Log::open(dir.path(), config).unwrap());
+        let committer = Arc::new(Committer::new(window));
+        let afters = Arc::new(AtomicU64::new(0));
+        log.write_batch(&[Record::new("first")]).unwrap();
+        assert!(!committer.leading.swap(true, Ordering::SeqCst));
+        let started = Instant::now();
+        let commit_loop = {
+            let (log, committer, afters) = (log.clone(), committer.clone(), afters.clone());
+            std::thread::spawn(move || {
+                committer.run(&log, || {
+                    afters.fetch_add(1, Ordering::SeqCst);
+                });
+                started.elapsed()
+            })
+        };
+        while started.elapsed() < duration {
+            log.write_batch(&[Record::new("more")]).unwrap();
+        }
+        let ran = commit_loop.join().unwrap();
+        assert!(log.is_durable(log.next_offset_written()).unwrap());
+        assert!(!committer.leading.load(Ordering::SeqCst), "the loop let go");
+        let fsyncs = log.stats().fsyncs;
+        assert_eq!(
+            afters.load(Ordering::SeqCst),
+            fsyncs,
+            "one `after` per fsync"
+        );
+        (fsyncs, ran)
+    }
+
+    #[test]
+    fn a_busy_log_is_fsynced_at_most_once_per_window() {
+        // Each fsync after the first starts a window after the one before,
+        // so n fsyncs take at least (n - 1) windows, however fast the disk.
+        let window = Duration::from_millis(20);
+        let (fsyncs, ran) = commits_under_steady_writes(window, Duration::from_millis(200));
+        let windows = (ran.as_micros() / window.as_micros()) as u64;
+        assert!(fsyncs >= 2, "the loop kept up with the writes: {fsyncs}");
+        assert!(
+            fsyncs <= windows + 1,
+            "{fsyncs} fsyncs in {ran:?}: more than one per {window:?}"
+        );
+    }
+
+    #[test]
+    fn a_window_over_a_second_is_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = crate::BrokerConfig {
+            group_commit_window_us: crate::GROUP_COMMIT_WINDOW_US_MAX + 1,
+            ..crate::BrokerConfig::default()
+        };
+        match Broker::open(&data, config) {
+            Err(BusError::InvalidArgument { reason, .. }) => {
+                assert!(reason.contains("group_commit_window_us"), "{reason}");
+            }
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+        assert!(!data.exists(), "nothing was created");
     }
 }

@@ -1,5 +1,7 @@
 //! The embedded broker's settings.
 
+use std::time::Duration;
+
 use eddy_bus::EventLimits;
 use eddy_log::FsyncPolicy;
 
@@ -32,6 +34,18 @@ pub struct BrokerConfig {
     pub timer_interval_ms: Option<u64>,
     /// How often the timer thread applies topic retention.
     pub retention_interval_ms: u64,
+    /// Under `always`, with writes still arriving after a group commit's
+    /// fsync, the next fsync of that log starts no sooner than this many
+    /// microseconds after the last one started, so that it covers what
+    /// arrives meanwhile (a write to an idle log is fsynced at once). This
+    /// bounds each log to one fsync per window, at the price of up to one
+    /// window more per publish or ack — and of throughput for callers that
+    /// wait for each write before the next. 0 (the default) fsyncs back to
+    /// back. It is for disks and virtual machines that suffer from a steady
+    /// stream of small fsyncs: on the machine in `docs/benchmarks.md`,
+    /// 10,000 events/s kept the disk flushing 2,600 times a second, a few
+    /// events each, and the host then stalled the VM's CPUs.
+    pub group_commit_window_us: u64,
 }
 
 impl Default for BrokerConfig {
@@ -46,6 +60,17 @@ impl Default for BrokerConfig {
             snapshot_journal_bytes: 64 * 1024 * 1024,
             timer_interval_ms: Some(100),
             retention_interval_ms: 10_000,
+            group_commit_window_us: 0,
         }
+    }
+}
+
+/// The largest [`BrokerConfig::group_commit_window_us`]: one second.
+pub const GROUP_COMMIT_WINDOW_US_MAX: u64 = 1_000_000;
+
+impl BrokerConfig {
+    /// [`BrokerConfig::group_commit_window_us`] as a duration.
+    pub(crate) fn group_commit_window(&self) -> Duration {
+        Duration::from_micros(self.group_commit_window_us)
     }
 }

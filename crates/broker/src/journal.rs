@@ -10,6 +10,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use eddy_bus::{
     Backoff, BusError, DedupWindow, DeliveryMode, Offset, Result, Retention, RetryPolicy, StartAt,
@@ -494,6 +495,7 @@ impl Journal {
     pub(crate) fn open(
         dir: &Path,
         config: LogConfig,
+        commit_window: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<(Journal, Vec<Op>)> {
         fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
@@ -531,7 +533,7 @@ impl Journal {
             Journal {
                 dir: dir.to_path_buf(),
                 log: RwLock::new(Some(Arc::new(log))),
-                committer: Arc::new(Committer::new()),
+                committer: Arc::new(Committer::new(commit_window)),
                 snapshot_offset: std::sync::atomic::AtomicU64::new(from),
             },
             ops,

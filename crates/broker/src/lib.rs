@@ -45,7 +45,7 @@ mod sub_model_test;
 mod topic;
 
 pub use broker::{Broker, PUBLISH_BATCH_BYTES_MAX, PUBLISH_BATCH_MAX};
-pub use config::BrokerConfig;
+pub use config::{BrokerConfig, GROUP_COMMIT_WINDOW_US_MAX};
 pub use dead::DEAD_LETTER_ALERT_TYPE;
 pub use eddy_log::{Clock, FsyncPolicy, ManualClock, SystemClock};
 pub use topic::READ_RESULT_BYTES_MAX;

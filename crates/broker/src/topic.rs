@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use eddy_bus::name::partition_for_key;
 use eddy_bus::{
@@ -65,6 +66,7 @@ impl Topic {
         config: TopicConfig,
         dir: &Path,
         log_config: &LogConfig,
+        commit_window: Duration,
         clock: &Arc<dyn Clock>,
     ) -> Result<Topic> {
         let mut log_config = log_config.clone();
@@ -87,7 +89,7 @@ impl Topic {
             id,
             name,
             config,
-            committers: logs.iter().map(|_| Committer::new()).collect(),
+            committers: logs.iter().map(|_| Committer::new(commit_window)).collect(),
             logs,
             dedup: Mutex::new(Dedup::default()),
             round_robin: AtomicU32::new(0),

@@ -112,6 +112,32 @@ fn shell_quote(arg: &str) -> String {
     }
 }
 
+/// CPU time of all CPUs so far, from the first line of `/proc/stat`:
+/// (all of it, of which stolen by the hypervisor), in clock ticks.
+/// `None` where there is no such file.
+pub fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is
+    // counted in user already).
+    let steal = *ticks.get(7)?;
+    Some((ticks.iter().take(8).sum(), steal))
+}
+
+/// The share of CPU time the hypervisor stole between two readings of
+/// [`cpu_ticks`].
+pub fn steal_share(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((total0, steal0), (total1, steal1)) = (before?, after?);
+    let total = total1.checked_sub(total0).filter(|&t| t > 0)?;
+    Some(steal1.saturating_sub(steal0) as f64 / total as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +149,16 @@ mod tests {
         assert_eq!(shell_quote("interval(10ms)"), "'interval(10ms)'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn steal_share_is_stolen_ticks_over_all_ticks() {
+        assert_eq!(steal_share(Some((100, 5)), Some((300, 55))), Some(0.25));
+        assert_eq!(
+            steal_share(Some((100, 5)), Some((100, 5))),
+            None,
+            "no time passed"
+        );
+        assert_eq!(steal_share(None, Some((100, 5))), None);
     }
 }

@@ -29,6 +29,8 @@ pub struct FileConfig {
     pub fsync: Option<String>,
     /// Create a topic on first publish instead of refusing.
     pub auto_create_topics: Option<bool>,
+    /// Under `always`: least microseconds between two fsyncs of a busy log.
+    pub group_commit_window_us: Option<u64>,
     /// The native-protocol listener.
     #[serde(default)]
     pub native: NativeSection,
@@ -132,6 +134,7 @@ mod tests {
             data_dir = "/var/lib/eddy"
             fsync = "interval(10ms)"
             auto_create_topics = true
+            group_commit_window_us = 1000
             [native]
             listen = "0.0.0.0:7420"
             max_connections = 10
@@ -149,6 +152,7 @@ mod tests {
         "#;
         let c = FileConfig::parse(text).unwrap();
         assert_eq!(c.data_dir.as_deref(), Some(Path::new("/var/lib/eddy")));
+        assert_eq!(c.group_commit_window_us, Some(1000));
         assert_eq!(c.native.listen, Some("0.0.0.0:7420".parse().unwrap()));
         assert_eq!(c.native.max_connections, Some(10));
         assert_eq!(

@@ -102,6 +102,9 @@ impl Settings {
         if let Some(auto) = file.auto_create_topics {
             broker.auto_create_topics = auto;
         }
+        if let Some(us) = file.group_commit_window_us {
+            broker.group_commit_window_us = us;
+        }
         if let Some(n) = file.limits.event_bytes_max {
             broker.event_limits.event_bytes_max = n;
         }

@@ -27,7 +27,8 @@ use tokio::task::JoinHandle;
 
 use super::{STALL, close_and_remove, create_shared_subscription};
 use crate::cli::bench::disk::pattern;
-use crate::cli::bench::units;
+use crate::cli::bench::machine;
+use crate::cli::bench::units::{self, duration, grouped, percent};
 
 /// Events sent per second.
 pub const RATE_PER_SEC: u64 = 10_000;
@@ -61,6 +62,10 @@ pub struct Latency {
     /// Fetches by all consumers that returned events, and that returned none.
     pub fetches: u64,
     pub empty_fetches: u64,
+    /// The share of the machine's CPU time its hypervisor stole while the
+    /// workload ran (`None` without `/proc/stat`): on a virtual machine, a
+    /// stall no process inside can avoid.
+    pub steal: Option<f64>,
 }
 
 impl Latency {
@@ -72,6 +77,32 @@ impl Latency {
     pub fn max(&self) -> Duration {
         self.samples.last().copied().unwrap_or_default()
     }
+
+    /// The notes of a report's latency row.
+    pub fn notes(&self) -> String {
+        let steal = match self.steal {
+            Some(share) => format!("; the hypervisor stole {} of the CPU time", percent(share)),
+            None => String::new(),
+        };
+        format!(
+            "publish to receipt: p50 {} / p99 {} / p99.9 {} / max {} over {} events sent at {}/s \
+             for {}, each its own publish task; {CONSUMERS} consumers fetch ≤ {FETCH_MAX} (wait \
+             {FETCH_WAIT_MS} ms) then ack_all: {} fetches with events ({:.1} events each) and {} \
+             empty; pacer lag max {}, {} events sent over 1 ms late{steal}",
+            duration(self.quantile(0.50)),
+            duration(self.quantile(0.99)),
+            duration(self.quantile(0.999)),
+            duration(self.max()),
+            grouped(self.events as f64),
+            grouped(RATE_PER_SEC as f64),
+            duration(self.send_time),
+            grouped(self.fetches as f64),
+            self.events as f64 / self.fetches.max(1) as f64,
+            grouped(self.empty_fetches as f64),
+            duration(self.pacer_lag_max),
+            grouped(self.pacer_late as f64),
+        )
+    }
 }
 
 fn quantile(sorted: &[Duration], q: f64) -> Duration {
@@ -82,12 +113,23 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Runs the paced publisher for `send_time` on a fresh broker in `dir`.
-pub fn measure(runtime: &Runtime, dir: &Path, send_time: Duration) -> Result<Latency> {
+/// The group commit window of the latency workload's second, informational
+/// run in `eddy bench broker`.
+pub const WINDOW_US: u64 = 1_000;
+
+/// Runs the paced publisher for `send_time` on a fresh broker in `dir`,
+/// with `group_commit_window_us` (0, the default, for the target's run).
+pub fn measure(
+    runtime: &Runtime,
+    dir: &Path,
+    send_time: Duration,
+    group_commit_window_us: u64,
+) -> Result<Latency> {
     let broker = Broker::open(
         dir,
         BrokerConfig {
             fsync: FsyncPolicy::Always,
+            group_commit_window_us,
             ..BrokerConfig::default()
         },
     )
@@ -119,6 +161,7 @@ pub async fn run<B: Bus + Clone>(
         .context("create the topic")?;
     create_shared_subscription(publisher, SUBSCRIPTION, TOPIC).await?;
 
+    let cpu_before = machine::cpu_ticks();
     let origin = Instant::now();
     let progress = Arc::new(Progress {
         received: AtomicU64::new(0),
@@ -177,6 +220,7 @@ pub async fn run<B: Bus + Clone>(
     if samples.len() as u64 != events {
         bail!("{events} events were published, {} received", samples.len());
     }
+    let steal = machine::steal_share(cpu_before, machine::cpu_ticks());
     samples.sort_unstable();
     Ok(Latency {
         send_time: paced.elapsed,
@@ -186,6 +230,7 @@ pub async fn run<B: Bus + Clone>(
         pacer_late: paced.late,
         fetches,
         empty_fetches,
+        steal,
     })
 }
 

@@ -119,6 +119,8 @@ struct Results {
     publishes: Vec<publish::Publish>,
     consume: consume::Consume,
     latency: latency::Latency,
+    /// The same with a group commit window of [`latency::WINDOW_US`].
+    windowed_latency: latency::Latency,
 }
 
 pub fn run(args: &BenchBrokerArgs) -> Result<()> {
@@ -159,8 +161,15 @@ pub fn run(args: &BenchBrokerArgs) -> Result<()> {
     }
     let consume = consume::measure(&runtime, &scratch.join("consume"), plan.consume_events)?;
     report::print_consume(&consume);
-    let latency = latency::measure(&runtime, &scratch.join("latency"), plan.latency_time)?;
+    let latency = latency::measure(&runtime, &scratch.join("latency"), plan.latency_time, 0)?;
     report::print_latency(&latency);
+    let windowed_latency = latency::measure(
+        &runtime,
+        &scratch.join("latency-windowed"),
+        plan.latency_time,
+        latency::WINDOW_US,
+    )?;
+    report::print_windowed_latency(&windowed_latency);
     drop(runtime);
 
     let results = Results {
@@ -172,6 +181,7 @@ pub fn run(args: &BenchBrokerArgs) -> Result<()> {
         publishes,
         consume,
         latency,
+        windowed_latency,
     };
     let verdicts = targets::judge(&results)?;
     target::print("targets of the embedded broker", &verdicts);

@@ -1,6 +1,8 @@
 //! The results as a table on stdout, printed as they come in, and as a
 //! markdown section. Both render the same rows.
 
+use std::time::Duration;
+
 use super::consume::{self, Consume};
 use super::idle::{self, Idle};
 use super::latency::{self, Latency};
@@ -64,6 +66,10 @@ pub(super) fn print_consume(c: &Consume) {
 
 pub(super) fn print_latency(l: &Latency) {
     TABLE.print_row(&latency_row(l));
+}
+
+pub(super) fn print_windowed_latency(l: &Latency) {
+    TABLE.print_row(&windowed_latency_row(l));
 }
 
 fn idle_rows(i: &Idle) -> Vec<Row> {
@@ -236,6 +242,19 @@ fn consume_row(c: &Consume) -> Row {
     ]
 }
 
+fn windowed_latency_row(l: &Latency) -> Row {
+    let mut row = latency_row(l);
+    row[0] = "broker latency, window".into();
+    row[9] = format!(
+        "the row above with `group_commit_window_us` = {} (fsyncs of a busy log at least \
+         {} apart); informational. {}",
+        latency::WINDOW_US,
+        duration(Duration::from_micros(latency::WINDOW_US)),
+        row[9]
+    );
+    row
+}
+
 fn latency_row(l: &Latency) -> Row {
     [
         "broker latency".into(),
@@ -247,27 +266,7 @@ fn latency_row(l: &Latency) -> Row {
         format!("p99 {}", duration(l.quantile(0.99))),
         "-".into(),
         "-".into(),
-        format!(
-            "publish to receipt: p50 {} / p99 {} / p99.9 {} / max {} over {} events sent at \
-             {}/s for {}, each its own publish task; {} consumers fetch ≤ {} (wait {} ms) \
-             then ack_all: {} fetches with events ({:.1} events each) and {} empty; pacer \
-             lag max {}, {} events sent over 1 ms late",
-            duration(l.quantile(0.50)),
-            duration(l.quantile(0.99)),
-            duration(l.quantile(0.999)),
-            duration(l.max()),
-            grouped(l.events as f64),
-            grouped(latency::RATE_PER_SEC as f64),
-            duration(l.send_time),
-            latency::CONSUMERS,
-            latency::FETCH_MAX,
-            latency::FETCH_WAIT_MS,
-            grouped(l.fetches as f64),
-            l.events as f64 / l.fetches.max(1) as f64,
-            grouped(l.empty_fetches as f64),
-            duration(l.pacer_lag_max),
-            grouped(l.pacer_late as f64),
-        ),
+        l.notes(),
     ]
 }
 
@@ -322,5 +321,6 @@ fn all_rows(results: &Results) -> Vec<Row> {
     );
     rows.push(consume_row(&results.consume));
     rows.push(latency_row(&results.latency));
+    rows.push(windowed_latency_row(&results.windowed_latency));
     rows
 }

@@ -329,7 +329,8 @@ pub fn run(args: &BenchServerArgs) -> Result<()> {
     report::print_http_consume(&http_consume, &embedded_consume, plan.consume_events);
 
     // Latency at 10,000 events/s: embedded, then native.
-    let embedded_latency = latency::measure(&runtime, &embedded_dir("latency"), plan.latency_time)?;
+    let embedded_latency =
+        latency::measure(&runtime, &embedded_dir("latency"), plan.latency_time, 0)?;
     report::print_embedded_latency(&embedded_latency);
     sampler.take();
     let result = runtime.block_on(native_latency(addr, plan.latency_time))?;

@@ -363,30 +363,6 @@ fn http_consume_row(h: &Http<Tally>, embedded: &Consume, events: u64) -> Row {
     ]
 }
 
-fn latency_notes(l: &Latency) -> String {
-    format!(
-        "publish to receipt: p50 {} / p99 {} / p99.9 {} / max {} over {} events sent at {}/s \
-         for {}, each its own publish task; {} consumers fetch ≤ {} (wait {} ms) then \
-         ack_all: {} fetches with events ({:.1} events each) and {} empty; pacer lag max {}, \
-         {} events sent over 1 ms late",
-        duration(l.quantile(0.50)),
-        duration(l.quantile(0.99)),
-        duration(l.quantile(0.999)),
-        duration(l.max()),
-        grouped(l.events as f64),
-        grouped(latency::RATE_PER_SEC as f64),
-        duration(l.send_time),
-        latency::CONSUMERS,
-        latency::FETCH_MAX,
-        latency::FETCH_WAIT_MS,
-        grouped(l.fetches as f64),
-        l.events as f64 / l.fetches.max(1) as f64,
-        grouped(l.empty_fetches as f64),
-        duration(l.pacer_lag_max),
-        grouped(l.pacer_late as f64),
-    )
-}
-
 fn latency_row(name: &str, connections: &str, l: &Latency, notes: String) -> Row {
     [
         name.into(),
@@ -407,7 +383,7 @@ fn embedded_latency_row(l: &Latency) -> Row {
         "embedded latency",
         "in-process",
         l,
-        format!("{}; informational", latency_notes(l)),
+        format!("{}; informational", l.notes()),
     )
 }
 
@@ -419,7 +395,7 @@ fn native_latency_row(n: &NativeLatency) -> Row {
         format!(
             "{}; the publisher's and the consumers' requests go through two eddy-client \
              connections; {}",
-            latency_notes(&n.result),
+            n.result.notes(),
             peak_note(&n.server)
         ),
     )
