@@ -1,9 +1,17 @@
 //! Proves `pending_bytes_max` and back-pressure: a client that pipelines
 //! large reads and never reads the responses is stopped — the server reads
 //! no more of its requests once its budget is spent, so its writes back up
-//! into its own socket after a bounded amount — while another client on
-//! the same server keeps being served, including a response larger than
-//! that budget.
+//! into its own socket after a bounded amount, and the server holds about
+//! one budget of responses for it — while another client on the same
+//! server keeps being served, including a response larger than that
+//! budget.
+//!
+//! The memory check is what needs the budget: without it the server would
+//! read up to `max_in_flight_requests` (256) of the reads and hold each
+//! one's 3 MiB response, 768 MiB, until the client reads. (The request
+//! bytes it takes are bounded by that limit and the socket buffers either
+//! way.) The server runs in this process, so its memory is this process's
+//! resident memory.
 
 mod support;
 
@@ -36,6 +44,7 @@ async fn a_client_that_does_not_read_stalls_only_itself() {
         wire
     };
 
+    let rss_before = resident_bytes();
     let (stalled, _) = Client::connect(server.addr).await;
     let (mut good, _) = Client::connect(server.addr).await;
     let (mut accepted, mut unchanged_rounds, mut id) = (0usize, 0, 1u64);
@@ -102,6 +111,25 @@ async fn a_client_that_does_not_read_stalls_only_itself() {
     // What the server took from it is bounded by socket buffers and one
     // budget, not by what it sent: far below what it tried to send.
     assert!(accepted < 32 << 20, "{accepted} bytes accepted");
+    // And what it holds for it is about one budget (1 MiB), with the good
+    // client's reads (3 MiB each, one at a time): far below 768 MiB.
+    let grown = resident_bytes().saturating_sub(rss_before);
+    assert!(
+        grown < 256 << 20,
+        "the server holds {} MiB more while the client stalls",
+        grown >> 20
+    );
     drop(stalled);
     server.shutdown().await;
+}
+
+/// This process's resident memory (`VmRSS`), in bytes.
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line in /proc/self/status");
+    kib * 1024
 }
