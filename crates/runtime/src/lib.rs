@@ -1,14 +1,19 @@
 //! Eddy's application runtime: what a service that handles events is
 //! written with.
 //!
-//! This first part is the [circuit breaker](breaker): a pure state machine
-//! over an explicit clock, which the service runtime wraps around each
-//! downstream dependency to fail fast and to pause consumption while the
-//! dependency is down.
+//! Built in parts (issue 6). So far:
+//! - the [circuit breaker](breaker): a pure state machine over an
+//!   explicit clock, which the service runtime wraps around each
+//!   downstream dependency to fail fast and to pause consumption while the
+//!   dependency is down;
+//! - [correlation, causation and trace context](causal) carried from an
+//!   event being handled to the events its handler publishes.
 
 pub mod breaker;
+pub mod causal;
 
 pub use breaker::{
     Breaker, BreakerConfig, BreakerConfigError, BreakerState, FailureRate, FailuresWithin, Outcome,
     Permit, Rejected, Transition, Window,
 };
+pub use causal::{IdSource, RandomIds, TraceParent, follow_up, handler_trace};
