@@ -7,13 +7,17 @@
 //!   downstream dependency to fail fast and to pause consumption while the
 //!   dependency is down;
 //! - [correlation, causation and trace context](causal) carried from an
-//!   event being handled to the events its handler publishes.
+//!   event being handled to the events its handler publishes;
+//! - [schema versions](version) of event types, and upcasters from old
+//!   versions to the current one.
 
 pub mod breaker;
 pub mod causal;
+pub mod version;
 
 pub use breaker::{
     Breaker, BreakerConfig, BreakerConfigError, BreakerState, FailureRate, FailuresWithin, Outcome,
     Permit, Rejected, Transition, Window,
 };
 pub use causal::{IdSource, RandomIds, TraceParent, follow_up, handler_trace};
+pub use version::{Upcasters, VERSION_HEADER, VersionError, version_of, with_version};
