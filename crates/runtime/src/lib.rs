@@ -9,10 +9,15 @@
 //! - [correlation, causation and trace context](causal) carried from an
 //!   event being handled to the events its handler publishes;
 //! - [schema versions](version) of event types, and upcasters from old
-//!   versions to the current one.
+//!   versions to the current one;
+//! - the [service](service): typed handlers per event type on
+//!   subscriptions, with in-process retries, broker redelivery, the
+//!   dead-letter queue for what cannot succeed, bounded concurrency,
+//!   timeouts and a graceful stop.
 
 pub mod breaker;
 pub mod causal;
+pub mod service;
 pub mod version;
 
 pub use breaker::{
@@ -20,4 +25,5 @@ pub use breaker::{
     Permit, Rejected, Transition, Window,
 };
 pub use causal::{IdSource, RandomIds, TraceParent, follow_up, handler_trace};
+pub use service::{Context, HandlerError, Running, Service, ServiceConfig, ServiceStats};
 pub use version::{Upcasters, VERSION_HEADER, VersionError, version_of, with_version};

@@ -1,0 +1,433 @@
+//! A service: handlers for event types on subscriptions, run over any
+//! [`Bus`] — embedded, a server through the client, or a scale-out backend.
+//!
+//! ```text
+//!  per subscription: fetch (as many as free slots) ──▶ a task per delivery
+//!     upcast the data to the current version, decode it (serde JSON)
+//!     the handler, with a timeout; a transient error is retried in-process
+//!     Ok ─▶ ack · Retry ─▶ nack (the subscription's backoff, or a delay)
+//!     Permanent, undecodable, or a newer version ─▶ terminate (to the DLQ)
+//!     no handler for the type ─▶ ack (counted as skipped)
+//! ```
+//!
+//! A handler publishes through its [`Context`], which stamps each event as
+//! a follow-up of the one being handled (see [`crate::causal`]).
+//! Concurrency is bounded per service (slots shared by all subscriptions)
+//! and each handler call by a timeout; [`Running::stop`] stops fetching and
+//! waits for the handlers in flight, whose outcomes are still settled.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use eddy_bus::{Bus, BusError, Delivery, Event, FetchOptions, NackOptions, Published, StoredEvent};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::causal::{self, RandomIds, TraceParent};
+use crate::version::Upcasters;
+
+/// How a handler failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandlerError {
+    /// Worth trying again: retried in-process, then redelivered by the
+    /// broker (after `delay_ms`, or the subscription's backoff).
+    Retry {
+        reason: String,
+        delay_ms: Option<u64>,
+    },
+    /// Trying again cannot help: the event goes to the dead-letter queue.
+    Permanent { reason: String },
+}
+
+impl HandlerError {
+    pub fn retry(reason: impl Into<String>) -> HandlerError {
+        HandlerError::Retry {
+            reason: reason.into(),
+            delay_ms: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> HandlerError {
+        HandlerError::Permanent {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A failed publish from a handler is worth retrying unless the event
+/// itself was refused.
+impl From<BusError> for HandlerError {
+    fn from(e: BusError) -> HandlerError {
+        match e {
+            BusError::InvalidArgument { .. } | BusError::LimitExceeded { .. } => {
+                HandlerError::permanent(e.to_string())
+            }
+            other => HandlerError::retry(other.to_string()),
+        }
+    }
+}
+
+/// The settings of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Handler calls in flight at once, over all subscriptions.
+    pub concurrency: u32,
+    /// Longest a handler call may take; past it the call is abandoned and
+    /// the event redelivered.
+    pub handler_timeout: Duration,
+    /// In-process attempts after a `Retry` before the event is handed back
+    /// to the broker.
+    pub in_process_retries: u32,
+    /// Pause between in-process attempts.
+    pub in_process_delay: Duration,
+    /// How long a fetch waits when nothing is ready.
+    pub fetch_wait_ms: u64,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            concurrency: 16,
+            handler_timeout: Duration::from_secs(30),
+            in_process_retries: 2,
+            in_process_delay: Duration::from_millis(50),
+            fetch_wait_ms: 500,
+        }
+    }
+}
+
+/// What a handler gets besides the event's data.
+#[derive(Debug, Clone)]
+pub struct Context<B> {
+    bus: B,
+    event: Arc<StoredEvent>,
+    trace: TraceParent,
+    attempt: u32,
+}
+
+impl<B: Bus> Context<B> {
+    /// The event being handled, as stored.
+    pub fn event(&self) -> &StoredEvent {
+        &self.event
+    }
+
+    /// 1 for the first delivery, 2 for the first redelivery, …
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The handler's trace context.
+    pub fn trace(&self) -> &TraceParent {
+        &self.trace
+    }
+
+    /// The bus, for reads; publish through [`Context::publish`].
+    pub fn bus(&self) -> &B {
+        &self.bus
+    }
+
+    /// Publishes `event` as a follow-up of the one being handled.
+    pub async fn publish(&self, topic: &str, event: Event) -> Result<Published, BusError> {
+        let event = causal::follow_up(&self.event.event, &self.trace, event);
+        self.bus.publish(topic, event).await
+    }
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+type Handler<B> = Arc<dyn Fn(Context<B>, serde_json::Value) -> HandlerFuture + Send + Sync>;
+
+/// Counts of what a service did.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    pub handled: AtomicU64,
+    /// Events of a type no handler is registered for (acked).
+    pub skipped: AtomicU64,
+    /// In-process retries.
+    pub retried: AtomicU64,
+    /// Handed back to the broker for redelivery.
+    pub nacked: AtomicU64,
+    /// Sent to the dead-letter queue.
+    pub terminated: AtomicU64,
+    /// Calls of the bus that failed (fetch, ack, nack, terminate).
+    pub bus_errors: AtomicU64,
+}
+
+/// A service being put together: its handlers and settings.
+pub struct Service<B> {
+    bus: B,
+    config: ServiceConfig,
+    upcasters: Arc<Upcasters>,
+    /// Per subscription, per event type.
+    routes: HashMap<String, HashMap<String, Handler<B>>>,
+}
+
+impl<B> std::fmt::Debug for Service<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes: Vec<(&String, Vec<&String>)> = self
+            .routes
+            .iter()
+            .map(|(sub, types)| (sub, types.keys().collect()))
+            .collect();
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .field("upcasters", &self.upcasters)
+            .field("routes", &routes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
+    pub fn new(bus: B, config: ServiceConfig) -> Service<B> {
+        Service {
+            bus,
+            config,
+            upcasters: Arc::new(Upcasters::new()),
+            routes: HashMap::new(),
+        }
+    }
+
+    /// The upcasters applied before decoding.
+    pub fn upcasters(mut self, upcasters: Upcasters) -> Service<B> {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// Handles events of type `ty` delivered on `subscription`, decoded
+    /// from JSON (after upcasting) as `T`.
+    pub fn on<T, F, Fut>(mut self, subscription: &str, ty: &str, handler: F) -> Service<B>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Context<B>, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: Handler<B> = Arc::new(move |ctx, value| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                let data: T = serde_json::from_value(value).map_err(|e| {
+                    HandlerError::permanent(format!("the data does not decode: {e}"))
+                })?;
+                handler(ctx, data).await
+            })
+        });
+        self.routes
+            .entry(subscription.to_string())
+            .or_default()
+            .insert(ty.to_string(), erased);
+        self
+    }
+
+    /// Starts fetching on every subscription with a handler.
+    pub fn start(self) -> Running {
+        let (stop, stopped) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            slots: Arc::new(Semaphore::new(self.config.concurrency.max(1) as usize)),
+            config: self.config,
+            upcasters: self.upcasters,
+            stats: Arc::new(ServiceStats::default()),
+        });
+        let stats = Arc::clone(&shared.stats);
+        let mut loops = JoinSet::new();
+        for (subscription, handlers) in self.routes {
+            loops.spawn(consume(
+                self.bus.clone(),
+                subscription,
+                Arc::new(handlers),
+                Arc::clone(&shared),
+                stopped.clone(),
+            ));
+        }
+        Running { stop, loops, stats }
+    }
+}
+
+/// A started service.
+#[derive(Debug)]
+pub struct Running {
+    stop: watch::Sender<bool>,
+    loops: JoinSet<()>,
+    stats: Arc<ServiceStats>,
+}
+
+impl Running {
+    pub fn stats(&self) -> &ServiceStats {
+        &self.stats
+    }
+
+    /// Stops fetching, waits for the handlers in flight (their outcomes are
+    /// settled), and returns the counts.
+    pub async fn stop(mut self) -> Arc<ServiceStats> {
+        let _ = self.stop.send(true);
+        while self.loops.join_next().await.is_some() {}
+        self.stats
+    }
+}
+
+struct Shared {
+    config: ServiceConfig,
+    upcasters: Arc<Upcasters>,
+    slots: Arc<Semaphore>,
+    stats: Arc<ServiceStats>,
+}
+
+/// Fetches from `subscription` while slots are free, a task per delivery,
+/// until stopped; then waits for its tasks.
+async fn consume<B: Bus + Clone + Send + Sync + 'static>(
+    bus: B,
+    subscription: String,
+    handlers: Arc<HashMap<String, Handler<B>>>,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut tasks = JoinSet::new();
+    let subscription = Arc::new(subscription);
+    loop {
+        // Wait for one free slot, then take as many as are free.
+        let first = tokio::select! {
+            permit = Arc::clone(&shared.slots).acquire_owned() => permit,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let Ok(mut permit) = first else { break };
+        let free = shared.slots.available_permits() as u32;
+        if free > 0
+            && let Ok(more) = Arc::clone(&shared.slots).try_acquire_many_owned(free)
+        {
+            permit.merge(more);
+        }
+        let options = FetchOptions {
+            max: permit.num_permits() as u32,
+            wait_ms: shared.config.fetch_wait_ms,
+        };
+        let fetched = tokio::select! {
+            fetched = bus.fetch(&subscription, options) => fetched,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let deliveries = match fetched {
+            Ok(d) => d,
+            Err(_) => {
+                shared.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
+                // Do not spin on a failing bus.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(shared.config.fetch_wait_ms.max(10))) => {}
+                    _ = stopped.wait_for(|s| *s) => break,
+                }
+                continue;
+            }
+        };
+        for delivery in deliveries {
+            let Some(slot) = permit.split(1) else { break };
+            let (bus, subscription) = (bus.clone(), Arc::clone(&subscription));
+            let (handlers, shared) = (Arc::clone(&handlers), Arc::clone(&shared));
+            tasks.spawn(async move {
+                settle(&bus, &subscription, &handlers, &shared, delivery).await;
+                drop(slot);
+            });
+        }
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// What became of one delivery.
+enum Verdict {
+    Ack,
+    Skip,
+    Nack {
+        reason: String,
+        delay_ms: Option<u64>,
+    },
+    Terminate(String),
+}
+
+async fn settle<B: Bus + Clone + Send + Sync + 'static>(
+    bus: &B,
+    subscription: &str,
+    handlers: &HashMap<String, Handler<B>>,
+    shared: &Shared,
+    delivery: Delivery,
+) {
+    let stats = &shared.stats;
+    let verdict = judge(bus, handlers, shared, &delivery).await;
+    let id = &delivery.ack_id;
+    let settled = match verdict {
+        Verdict::Ack => {
+            stats.handled.fetch_add(1, Ordering::Relaxed);
+            bus.ack(subscription, id).await
+        }
+        Verdict::Skip => {
+            stats.skipped.fetch_add(1, Ordering::Relaxed);
+            bus.ack(subscription, id).await
+        }
+        Verdict::Nack { reason, delay_ms } => {
+            stats.nacked.fetch_add(1, Ordering::Relaxed);
+            let options = NackOptions {
+                delay_ms,
+                error: Some(reason),
+            };
+            bus.nack(subscription, id, options).await
+        }
+        Verdict::Terminate(reason) => {
+            stats.terminated.fetch_add(1, Ordering::Relaxed);
+            bus.terminate(subscription, id, &reason).await
+        }
+    };
+    // A lost lease or a lost connection: the broker redelivers.
+    if settled.is_err() {
+        stats.bus_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn judge<B: Bus + Clone + Send + Sync + 'static>(
+    bus: &B,
+    handlers: &HashMap<String, Handler<B>>,
+    shared: &Shared,
+    delivery: &Delivery,
+) -> Verdict {
+    let event = &delivery.event.event;
+    let Some(handler) = handlers.get(&event.ty) else {
+        return Verdict::Skip;
+    };
+    // No version problem improves on redelivery.
+    let value = match shared.upcasters.upcast(event) {
+        Ok(v) => v,
+        Err(e) => return Verdict::Terminate(e.to_string()),
+    };
+    let ctx = Context {
+        bus: bus.clone(),
+        event: Arc::new(delivery.event.clone()),
+        trace: causal::handler_trace(event, &mut RandomIds),
+        attempt: delivery.attempt,
+    };
+    let config = &shared.config;
+    let mut retries = 0;
+    loop {
+        let call = handler(ctx.clone(), value.clone());
+        let outcome = match tokio::time::timeout(config.handler_timeout, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Verdict::Nack {
+                    reason: format!("the handler took over {:?}", config.handler_timeout),
+                    delay_ms: None,
+                };
+            }
+        };
+        match outcome {
+            Ok(()) => return Verdict::Ack,
+            Err(HandlerError::Permanent { reason }) => return Verdict::Terminate(reason),
+            Err(HandlerError::Retry { reason, delay_ms }) => {
+                if retries >= config.in_process_retries {
+                    return Verdict::Nack { reason, delay_ms };
+                }
+                retries += 1;
+                shared.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(config.in_process_delay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The service runtime on the embedded broker: routing by type, follow-ups
+//! stamped with correlation and causation, in-process retries then
+//! redelivery, the dead-letter queue for what cannot succeed, the
+//! concurrency bound and a graceful stop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use eddy_broker::{Broker, BrokerConfig};
+use eddy_bus::{Backoff, Bus, Event, ReadFrom, RetryPolicy, SubscriptionConfig, TopicConfig};
+use eddy_runtime::{HandlerError, Service, ServiceConfig, TraceParent};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct OrderPlaced {
+    order: u32,
+}
+
+/// Longest any condition below is waited for.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn broker(dir: &tempfile::TempDir) -> Broker {
+    let broker = Broker::open(dir.path(), BrokerConfig::default()).unwrap();
+    for topic in ["orders", "inventory"] {
+        broker
+            .create_topic(topic, TopicConfig::default())
+            .await
+            .unwrap();
+    }
+    // Three deliveries, 10 ms apart.
+    let retry = RetryPolicy {
+        max_deliveries: 3,
+        backoff: Backoff::Fixed { delay_ms: 10 },
+        cap_ms: None,
+        jitter_pct: 0,
+    };
+    broker
+        .create_subscription(
+            "inventory-svc",
+            SubscriptionConfig::new("orders").retry(retry),
+        )
+        .await
+        .unwrap();
+    broker
+}
+
+fn placed(id: &str, order: u32) -> Event {
+    Event::new("OrderPlaced", format!(r#"{{"order":{order}}}"#)).with_id(id)
+}
+
+/// Polls `done` until it holds, failing with `what` after [`PATIENCE`].
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn quick() -> ServiceConfig {
+    ServiceConfig {
+        in_process_delay: Duration::from_millis(1),
+        fetch_wait_ms: 50,
+        ..ServiceConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_by_type_publish_follow_ups_and_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir).await;
+    let service = Service::new(bus.clone(), quick()).on(
+        "inventory-svc",
+        "OrderPlaced",
+        |ctx, placed: OrderPlaced| async move {
+            let reserved = Event::new(
+                "InventoryReserved",
+                format!(r#"{{"order":{}}}"#, placed.order),
+            )
+            .with_id(format!("reserved-{}", placed.order));
+            ctx.publish("inventory", reserved).await?;
+            Ok(())
+        },
+    );
+    let running = service.start();
+    bus.publish("orders", placed("p1", 1)).await.unwrap();
+    bus.publish("orders", placed("p2", 2).with_correlation_id("checkout-7"))
+        .await
+        .unwrap();
+    bus.publish("orders", Event::new("OrderCancelled", "{}").with_id("x1"))
+        .await
+        .unwrap();
+    until("two handled, one skipped", || {
+        let s = running.stats();
+        s.handled.load(Ordering::SeqCst) == 2 && s.skipped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!(stats.bus_errors.load(Ordering::SeqCst), 0);
+
+    let stored = bus
+        .read("inventory", eddy_bus::Partition(0), ReadFrom::Beginning, 10)
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(stored.len(), 2);
+    for e in &stored {
+        let e = &e.event;
+        let (cause, correlation) = match e.id.as_str() {
+            "reserved-1" => ("p1", "p1"),
+            "reserved-2" => ("p2", "checkout-7"),
+            other => panic!("unexpected {other}"),
+        };
+        assert_eq!(e.causation_id.as_deref(), Some(cause));
+        assert_eq!(e.correlation_id.as_deref(), Some(correlation));
+        assert!(TraceParent::parse(e.traceparent.as_deref().unwrap()).is_some());
+    }
+    let sub = bus.subscription_stats("inventory-svc").await.unwrap();
+    assert_eq!(sub.acked, 3, "the skipped event is acked too");
+    bus.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_then_redelivery_and_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let service = {
+        let calls = Arc::clone(&calls);
+        Service::new(bus.clone(), quick()).on(
+            "inventory-svc",
+            "OrderPlaced",
+            move |ctx, placed: OrderPlaced| {
+                let calls = Arc::clone(&calls);
+                async move {
+                    match placed.order {
+                        // Fails on every in-process try of the first
+                        // delivery, succeeds on the redelivery.
+                        1 => {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            if ctx.attempt() == 1 {
+                                Err(HandlerError::retry("the warehouse is busy"))
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        _ => Err(HandlerError::permanent("order 2 can never be reserved")),
+                    }
+                }
+            },
+        )
+    };
+    let running = service.start();
+    bus.publish("orders", placed("p1", 1)).await.unwrap();
+    bus.publish("orders", placed("p2", 2)).await.unwrap();
+    bus.publish(
+        "orders",
+        Event::new("OrderPlaced", r#"{"order":"three"}"#).with_id("p3"),
+    )
+    .await
+    .unwrap();
+    until("one handled, two dead-lettered", || {
+        let s = running.stats();
+        s.handled.load(Ordering::SeqCst) == 1 && s.terminated.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let stats = running.stop().await;
+    // The first delivery: 1 try + 2 in-process retries, then a nack; the
+    // redelivery: 1 try.
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(stats.retried.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.nacked.load(Ordering::SeqCst), 1);
+
+    let mut dead = bus.dead_letters("inventory-svc", 0, 10).await.unwrap();
+    dead.sort_by(|a, b| a.event.event.id.cmp(&b.event.event.id));
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].event.event.id, "p2");
+    assert_eq!(
+        dead[0].attempts, 1,
+        "no delivery burned on a permanent error"
+    );
+    assert_eq!(dead[1].event.event.id, "p3");
+    bus.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_the_configured_handlers_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir).await;
+    let in_flight = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let config = ServiceConfig {
+        concurrency: 2,
+        ..quick()
+    };
+    let service = {
+        let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+        Service::new(bus.clone(), config).on(
+            "inventory-svc",
+            "OrderPlaced",
+            move |_ctx, _placed: OrderPlaced| {
+                let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Long enough for the others to try to start meanwhile.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            },
+        )
+    };
+    let running = service.start();
+    for n in 0..12 {
+        bus.publish("orders", placed(&format!("p{n}"), n))
+            .await
+            .unwrap();
+    }
+    until("twelve handled", || {
+        running.stats().handled.load(Ordering::SeqCst) == 12
+    })
+    .await;
+    running.stop().await;
+    let most = most.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&most), "{most} handlers ran at once");
+    bus.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_waits_for_the_handler_in_flight_and_settles_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir).await;
+    let started = Arc::new(AtomicBool::new(false));
+    let service = {
+        let started = Arc::clone(&started);
+        Service::new(bus.clone(), quick()).on(
+            "inventory-svc",
+            "OrderPlaced",
+            move |_ctx, _placed: OrderPlaced| {
+                let started = Arc::clone(&started);
+                async move {
+                    started.store(true, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(())
+                }
+            },
+        )
+    };
+    let running = service.start();
+    bus.publish("orders", placed("p1", 1)).await.unwrap();
+    until("the handler started", || started.load(Ordering::SeqCst)).await;
+    let stats = running.stop().await;
+    assert_eq!(stats.handled.load(Ordering::SeqCst), 1);
+    let sub = bus.subscription_stats("inventory-svc").await.unwrap();
+    assert_eq!(sub.acked, 1, "settled before stop returned");
+    bus.close().unwrap();
+}
