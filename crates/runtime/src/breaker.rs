@@ -278,6 +278,15 @@ impl Breaker {
         }
     }
 
+    /// While open: how long until probes are let through, as of `now_ms`
+    /// (`None` when closed, half-open, or open past its time).
+    pub fn retry_after_ms(&self, now_ms: i64) -> Option<u64> {
+        match self.phase {
+            Phase::Open { until_ms } if now_ms < until_ms => Some(until_ms.abs_diff(now_ms)),
+            _ => None,
+        }
+    }
+
     /// Asks to make a call at `now_ms`.
     pub fn try_call(&mut self, now_ms: i64) -> Result<Permit, Rejected> {
         if let Phase::Open { until_ms } = self.phase {

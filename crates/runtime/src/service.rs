@@ -24,10 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use eddy_bus::{Bus, BusError, Delivery, Event, FetchOptions, NackOptions, Published, StoredEvent};
+use eddy_log::{Clock, SystemClock};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Outcome};
 use crate::causal::{self, RandomIds, TraceParent};
 use crate::version::Upcasters;
 
@@ -85,8 +87,12 @@ pub struct ServiceConfig {
     pub in_process_retries: u32,
     /// Pause between in-process attempts.
     pub in_process_delay: Duration,
-    /// How long a fetch waits when nothing is ready.
+    /// How long a fetch waits when nothing is ready; also the longest a
+    /// paused subscription sleeps before it looks at its breakers again.
     pub fetch_wait_ms: u64,
+    /// Where circuit breaker state changes are published (as
+    /// `CircuitBreakerStateChanged` events), if anywhere.
+    pub breaker_events_topic: Option<String>,
 }
 
 impl Default for ServiceConfig {
@@ -97,6 +103,7 @@ impl Default for ServiceConfig {
             in_process_retries: 2,
             in_process_delay: Duration::from_millis(50),
             fetch_wait_ms: 500,
+            breaker_events_topic: None,
         }
     }
 }
@@ -108,6 +115,7 @@ pub struct Context<B> {
     event: Arc<StoredEvent>,
     trace: TraceParent,
     attempt: u32,
+    breakers: Arc<Breakers>,
 }
 
 impl<B: Bus> Context<B> {
@@ -136,6 +144,113 @@ impl<B: Bus> Context<B> {
         let event = causal::follow_up(&self.event.event, &self.trace, event);
         self.bus.publish(topic, event).await
     }
+
+    /// Calls a dependency through its circuit breaker `breaker`: refused
+    /// at once while it is open (a `Retry` after the time left), and the
+    /// outcome — an error, or a success slower than the breaker allows —
+    /// counted. An error of the call is a `Retry`.
+    pub async fn call<T, E, Fut>(&self, breaker: &str, call: Fut) -> Result<T, HandlerError>
+    where
+        E: std::fmt::Display,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let Some(guard) = self.breakers.by_name.get(breaker) else {
+            return Err(HandlerError::permanent(format!(
+                "the service has no circuit breaker named {breaker}"
+            )));
+        };
+        let clock = &self.breakers.clock;
+        let permit = guard.lock().try_call(clock.now_ms());
+        self.breakers.report(&self.bus, guard).await;
+        let permit = match permit {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                self.breakers.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(HandlerError::Retry {
+                    reason: format!("the circuit breaker {breaker} is {}", rejected.state),
+                    delay_ms: rejected.retry_after_ms,
+                });
+            }
+        };
+        let result = call.await;
+        let outcome = if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        guard.lock().record(permit, outcome, clock.now_ms());
+        self.breakers.report(&self.bus, guard).await;
+        result.map_err(|e| HandlerError::retry(format!("{breaker}: {e}")))
+    }
+}
+
+/// One named breaker.
+#[derive(Debug)]
+struct Guard {
+    name: String,
+    breaker: std::sync::Mutex<Breaker>,
+}
+
+impl Guard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A service's breakers, its clock, and where their changes go.
+#[derive(Debug)]
+struct Breakers {
+    by_name: HashMap<String, Arc<Guard>>,
+    clock: Arc<dyn Clock>,
+    events_topic: Option<String>,
+    stats: Arc<ServiceStats>,
+}
+
+impl Breakers {
+    /// Logs, counts and publishes the state changes of `guard`.
+    async fn report<B: Bus>(&self, bus: &B, guard: &Guard) {
+        let changes = guard.lock().drain_transitions();
+        for t in changes {
+            tracing::info!(
+                breaker = %guard.name, from = %t.from, to = %t.to, reason = %t.reason,
+                "circuit breaker state change"
+            );
+            self.stats
+                .breaker_transitions
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(topic) = &self.events_topic {
+                let data = serde_json::json!({
+                    "breaker": guard.name,
+                    "from": t.from.to_string(),
+                    "to": t.to.to_string(),
+                    "at_ms": t.at_ms,
+                    "reason": t.reason,
+                });
+                let event = Event::new("CircuitBreakerStateChanged", data.to_string())
+                    .with_key(guard.name.clone());
+                if bus.publish(topic, event).await.is_err() {
+                    self.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// How long `names` keep fetching paused (the longest time left of an
+    /// open one), and whether any is half-open (fetch one at a time).
+    fn pause(&self, names: &[String]) -> (Option<u64>, bool) {
+        let now = self.clock.now_ms();
+        let (mut wait, mut probing) = (None::<u64>, false);
+        for guard in names.iter().filter_map(|n| self.by_name.get(n)) {
+            let breaker = guard.lock();
+            if let Some(ms) = breaker.retry_after_ms(now) {
+                wait = Some(wait.map_or(ms, |w| w.max(ms)));
+            }
+            probing |= breaker.state() != BreakerState::Closed;
+        }
+        (wait, probing)
+    }
 }
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
@@ -153,6 +268,12 @@ pub struct ServiceStats {
     pub nacked: AtomicU64,
     /// Sent to the dead-letter queue.
     pub terminated: AtomicU64,
+    /// Calls refused by an open or probing circuit breaker.
+    pub rejected: AtomicU64,
+    /// Circuit breaker state changes.
+    pub breaker_transitions: AtomicU64,
+    /// Times a subscription's fetching waited for an open breaker.
+    pub paused: AtomicU64,
     /// Calls of the bus that failed (fetch, ack, nack, terminate).
     pub bus_errors: AtomicU64,
 }
@@ -164,6 +285,10 @@ pub struct Service<B> {
     upcasters: Arc<Upcasters>,
     /// Per subscription, per event type.
     routes: HashMap<String, HashMap<String, Handler<B>>>,
+    breakers: HashMap<String, Arc<Guard>>,
+    /// Per subscription, the breakers whose opening pauses its fetching.
+    pauses: HashMap<String, Vec<String>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl<B> std::fmt::Debug for Service<B> {
@@ -188,7 +313,43 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
             config,
             upcasters: Arc::new(Upcasters::new()),
             routes: HashMap::new(),
+            breakers: HashMap::new(),
+            pauses: HashMap::new(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The clock of the breakers (the system's by default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Service<B> {
+        self.clock = clock;
+        self
+    }
+
+    /// Adds a circuit breaker, for handlers to call a dependency through
+    /// ([`Context::call`]).
+    pub fn breaker(
+        mut self,
+        name: &str,
+        config: BreakerConfig,
+    ) -> Result<Service<B>, BreakerConfigError> {
+        let guard = Guard {
+            name: name.to_string(),
+            breaker: std::sync::Mutex::new(Breaker::new(config)?),
+        };
+        self.breakers.insert(name.to_string(), Arc::new(guard));
+        Ok(self)
+    }
+
+    /// Pauses fetching on `subscription` while the breaker `breaker` is
+    /// open, so its events wait in the broker instead of failing fast one
+    /// delivery attempt at a time; while it is half-open, fetches one
+    /// event at a time.
+    pub fn pause_on(mut self, subscription: &str, breaker: &str) -> Service<B> {
+        self.pauses
+            .entry(subscription.to_string())
+            .or_default()
+            .push(breaker.to_string());
+        self
     }
 
     /// The upcasters applied before decoding.
@@ -232,13 +393,22 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
             stats: Arc::new(ServiceStats::default()),
         });
         let stats = Arc::clone(&shared.stats);
+        let breakers = Arc::new(Breakers {
+            by_name: self.breakers,
+            clock: self.clock,
+            events_topic: shared.config.breaker_events_topic.clone(),
+            stats: Arc::clone(&stats),
+        });
         let mut loops = JoinSet::new();
+        let mut pauses = self.pauses;
         for (subscription, handlers) in self.routes {
+            let pause_on = pauses.remove(&subscription).unwrap_or_default();
             loops.spawn(consume(
                 self.bus.clone(),
-                subscription,
+                Arc::new(subscription),
                 Arc::new(handlers),
                 Arc::clone(&shared),
+                (Arc::clone(&breakers), pause_on),
                 stopped.clone(),
             ));
         }
@@ -279,13 +449,14 @@ struct Shared {
 /// until stopped; then waits for its tasks.
 async fn consume<B: Bus + Clone + Send + Sync + 'static>(
     bus: B,
-    subscription: String,
+    subscription: Arc<String>,
     handlers: Arc<HashMap<String, Handler<B>>>,
     shared: Arc<Shared>,
+    (breakers, pause_on): (Arc<Breakers>, Vec<String>),
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
-    let subscription = Arc::new(subscription);
+    let idle = Duration::from_millis(shared.config.fetch_wait_ms.max(10));
     loop {
         // Wait for one free slot, then take as many as are free.
         let first = tokio::select! {
@@ -299,8 +470,26 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
         {
             permit.merge(more);
         }
+        // Looked at with the slots in hand: a handler that just opened a
+        // breaker has settled its event and freed its slot.
+        let (wait, probing) = breakers.pause(&pause_on);
+        if let Some(ms) = wait {
+            drop(permit);
+            shared.stats.paused.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(ms).min(idle)) => {}
+                _ = stopped.wait_for(|s| *s) => break,
+            }
+            continue;
+        }
+        // While a breaker probes, one event at a time.
+        let max = if probing {
+            1
+        } else {
+            permit.num_permits() as u32
+        };
         let options = FetchOptions {
-            max: permit.num_permits() as u32,
+            max,
             wait_ms: shared.config.fetch_wait_ms,
         };
         let fetched = tokio::select! {
@@ -313,7 +502,7 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
                 shared.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
                 // Do not spin on a failing bus.
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(shared.config.fetch_wait_ms.max(10))) => {}
+                    _ = tokio::time::sleep(idle) => {}
                     _ = stopped.wait_for(|s| *s) => break,
                 }
                 continue;
@@ -323,8 +512,9 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
             let Some(slot) = permit.split(1) else { break };
             let (bus, subscription) = (bus.clone(), Arc::clone(&subscription));
             let (handlers, shared) = (Arc::clone(&handlers), Arc::clone(&shared));
+            let breakers = Arc::clone(&breakers);
             tasks.spawn(async move {
-                settle(&bus, &subscription, &handlers, &shared, delivery).await;
+                settle(&bus, &subscription, &handlers, &shared, &breakers, delivery).await;
                 drop(slot);
             });
         }
@@ -350,10 +540,11 @@ async fn settle<B: Bus + Clone + Send + Sync + 'static>(
     subscription: &str,
     handlers: &HashMap<String, Handler<B>>,
     shared: &Shared,
+    breakers: &Arc<Breakers>,
     delivery: Delivery,
 ) {
     let stats = &shared.stats;
-    let verdict = judge(bus, handlers, shared, &delivery).await;
+    let verdict = judge(bus, handlers, shared, breakers, &delivery).await;
     let id = &delivery.ack_id;
     let settled = match verdict {
         Verdict::Ack => {
@@ -387,6 +578,7 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
     bus: &B,
     handlers: &HashMap<String, Handler<B>>,
     shared: &Shared,
+    breakers: &Arc<Breakers>,
     delivery: &Delivery,
 ) -> Verdict {
     let event = &delivery.event.event;
@@ -403,6 +595,7 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
         event: Arc::new(delivery.event.clone()),
         trace: causal::handler_trace(event, &mut RandomIds),
         attempt: delivery.attempt,
+        breakers: Arc::clone(breakers),
     };
     let config = &shared.config;
     let mut retries = 0;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use eddy_broker::{Broker, BrokerConfig};
+use eddy_broker::{Broker, BrokerConfig, ManualClock};
 use eddy_bus::{Backoff, Bus, Event, ReadFrom, RetryPolicy, SubscriptionConfig, TopicConfig};
-use eddy_runtime::{HandlerError, Service, ServiceConfig, TraceParent};
+use eddy_runtime::{BreakerConfig, HandlerError, Service, ServiceConfig, TraceParent};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -255,5 +255,125 @@ async fn stop_waits_for_the_handler_in_flight_and_settles_it() {
     assert_eq!(stats.handled.load(Ordering::SeqCst), 1);
     let sub = bus.subscription_stats("inventory-svc").await.unwrap();
     assert_eq!(sub.acked, 1, "settled before stop returned");
+    bus.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_pauses_fetching_until_a_probe_succeeds() {
+    // The payment gateway is down: the first call fails and opens the
+    // breaker for 60 s (of a manual clock, shared with the broker). While
+    // it is open the service fetches nothing, so the other events keep
+    // their delivery attempts; once the time has passed, one probe goes
+    // through, succeeds, the breaker closes and the backlog drains.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = BrokerConfig {
+        timer_interval_ms: None,
+        ..BrokerConfig::default()
+    };
+    let bus = Broker::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    for topic in ["orders", "breakers"] {
+        bus.create_topic(topic, TopicConfig::default())
+            .await
+            .unwrap();
+    }
+    bus.create_subscription("payment-svc", SubscriptionConfig::new("orders"))
+        .await
+        .unwrap();
+    let down = Arc::new(AtomicBool::new(true));
+    let service_config = ServiceConfig {
+        concurrency: 1,
+        in_process_retries: 0,
+        breaker_events_topic: Some("breakers".into()),
+        ..quick()
+    };
+    let breaker = BreakerConfig {
+        consecutive_failures: Some(1),
+        open_ms: 60_000,
+        ..BreakerConfig::default()
+    };
+    let service = {
+        let down = Arc::clone(&down);
+        Service::new(bus.clone(), service_config)
+            .clock(clock.clone())
+            .breaker("gateway", breaker)
+            .unwrap()
+            .pause_on("payment-svc", "gateway")
+            .on(
+                "payment-svc",
+                "OrderPlaced",
+                move |ctx, _placed: OrderPlaced| {
+                    let down = Arc::clone(&down);
+                    async move {
+                        let charge = async {
+                            if down.load(Ordering::SeqCst) {
+                                Err("connection refused")
+                            } else {
+                                Ok(())
+                            }
+                        };
+                        ctx.call("gateway", charge).await
+                    }
+                },
+            )
+    };
+    let running = service.start();
+    bus.publish("orders", placed("p1", 1)).await.unwrap();
+    until("the breaker opened", || {
+        running.stats().breaker_transitions.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    for n in 2..=5 {
+        bus.publish("orders", placed(&format!("p{n}"), n))
+            .await
+            .unwrap();
+    }
+    // The fetch loop has looked at the open breaker three times over.
+    until("three pauses", || {
+        running.stats().paused.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    let sub = bus.subscription_stats("payment-svc").await.unwrap();
+    assert_eq!(sub.delivered, 1, "nothing fetched while open");
+
+    down.store(false, Ordering::SeqCst);
+    clock.advance_ms(60_000);
+    until("all five handled", || {
+        running.stats().handled.load(Ordering::SeqCst) == 5
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!(
+        stats.nacked.load(Ordering::SeqCst),
+        1,
+        "only the first call failed"
+    );
+    assert_eq!(stats.terminated.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.breaker_transitions.load(Ordering::SeqCst), 3);
+    let changes: Vec<String> = bus
+        .read("breakers", eddy_bus::Partition(0), ReadFrom::Beginning, 10)
+        .await
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| {
+            let v: serde_json::Value = serde_json::from_slice(&e.event.data).unwrap();
+            format!(
+                "{} -> {}",
+                v["from"].as_str().unwrap(),
+                v["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        ["closed -> open", "open -> half-open", "half-open -> closed"]
+    );
+    assert!(
+        bus.dead_letters("payment-svc", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     bus.close().unwrap();
 }
