@@ -23,10 +23,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use eddy_bus::{Bus, BusError, Delivery, Event, FetchOptions, NackOptions, Published, StoredEvent};
+use eddy_bus::{
+    AckId, Bus, BusError, Delivery, Event, FetchOptions, NackOptions, Published, StoredEvent,
+};
 use eddy_log::{Clock, SystemClock};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Outcome};
@@ -457,10 +459,18 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
 ) {
     let mut tasks = JoinSet::new();
     let idle = Duration::from_millis(shared.config.fetch_wait_ms.max(10));
+    // Each delivery holds a slot until settled, so at most `concurrency`
+    // acks wait here.
+    let (acks, queue) = mpsc::channel(shared.config.concurrency.max(1) as usize);
+    let acker = tokio::spawn(ack_loop(bus.clone(), Arc::clone(&subscription), queue));
     loop {
-        // Wait for one free slot, then take as many as are free.
+        // Wait for a batch of free slots — a quarter of them, so that a
+        // busy service fetches in batches rather than one event per freed
+        // slot (an idle one has them all free at once) — then take as many
+        // as are free.
+        let batch = (shared.config.concurrency / 4).max(1);
         let first = tokio::select! {
-            permit = Arc::clone(&shared.slots).acquire_owned() => permit,
+            permit = Arc::clone(&shared.slots).acquire_many_owned(batch) => permit,
             _ = stopped.wait_for(|s| *s) => break,
         };
         let Ok(mut permit) = first else { break };
@@ -512,9 +522,14 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
             let Some(slot) = permit.split(1) else { break };
             let (bus, subscription) = (bus.clone(), Arc::clone(&subscription));
             let (handlers, shared) = (Arc::clone(&handlers), Arc::clone(&shared));
-            let breakers = Arc::clone(&breakers);
+            let (breakers, acks) = (Arc::clone(&breakers), acks.clone());
             tasks.spawn(async move {
-                settle(&bus, &subscription, &handlers, &shared, &breakers, delivery).await;
+                let at = Settle {
+                    bus: &bus,
+                    subscription: &subscription,
+                    acks: &acks,
+                };
+                settle(at, &handlers, &shared, &breakers, delivery).await;
                 drop(slot);
             });
         }
@@ -522,6 +537,69 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    drop(acks);
+    let _ = acker.await;
+}
+
+/// An ack waiting for the subscription's next `ack_all`, and where its
+/// result goes.
+type PendingAck = (AckId, oneshot::Sender<Result<(), BusError>>);
+
+/// Most acks in one `ack_all`.
+const ACK_BATCH_MAX: usize = 1000;
+
+/// Acks in batches: whatever was settled while the last `ack_all` ran
+/// goes in the next one (as a group commit does with fsyncs), so a busy
+/// subscription pays one journal write per batch, not per event.
+async fn ack_loop<B: Bus>(
+    bus: B,
+    subscription: Arc<String>,
+    mut queue: mpsc::Receiver<PendingAck>,
+) {
+    let mut batch: Vec<PendingAck> = Vec::new();
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < ACK_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let ids: Vec<AckId> = batch.iter().map(|(id, _)| id.clone()).collect();
+        match bus.ack_all(&subscription, &ids).await {
+            Ok(results) => {
+                // A reply left without a result is dropped: its waiter
+                // counts a bus error.
+                for ((_, reply), result) in batch.drain(..).zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Where a delivery is settled.
+struct Settle<'a, B> {
+    bus: &'a B,
+    subscription: &'a str,
+    acks: &'a mpsc::Sender<PendingAck>,
+}
+
+impl<B: Bus> Settle<'_, B> {
+    async fn ack(&self, id: &AckId) -> Result<(), BusError> {
+        let (reply, result) = oneshot::channel();
+        let lost = || BusError::Unavailable("the service's acker stopped".into());
+        self.acks
+            .send((id.clone(), reply))
+            .await
+            .map_err(|_| lost())?;
+        result.await.map_err(|_| lost())?
+    }
 }
 
 /// What became of one delivery.
@@ -536,24 +614,24 @@ enum Verdict {
 }
 
 async fn settle<B: Bus + Clone + Send + Sync + 'static>(
-    bus: &B,
-    subscription: &str,
+    at: Settle<'_, B>,
     handlers: &HashMap<String, Handler<B>>,
     shared: &Shared,
     breakers: &Arc<Breakers>,
     delivery: Delivery,
 ) {
     let stats = &shared.stats;
+    let (bus, subscription) = (at.bus, at.subscription);
     let verdict = judge(bus, handlers, shared, breakers, &delivery).await;
     let id = &delivery.ack_id;
     let settled = match verdict {
         Verdict::Ack => {
             stats.handled.fetch_add(1, Ordering::Relaxed);
-            bus.ack(subscription, id).await
+            at.ack(id).await
         }
         Verdict::Skip => {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
-            bus.ack(subscription, id).await
+            at.ack(id).await
         }
         Verdict::Nack { reason, delay_ms } => {
             stats.nacked.fetch_add(1, Ordering::Relaxed);
