@@ -256,7 +256,9 @@ impl Breakers {
 }
 
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
-type Handler<B> = Arc<dyn Fn(Context<B>, serde_json::Value) -> HandlerFuture + Send + Sync>;
+/// Decodes the (upcast) data as its handler's type and calls it; the data
+/// is borrowed, so an in-process retry decodes it again without a copy.
+type Handler<B> = Arc<dyn Fn(Context<B>, &serde_json::Value) -> HandlerFuture + Send + Sync>;
 
 /// Counts of what a service did.
 #[derive(Debug, Default)]
@@ -370,13 +372,10 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
     {
         let handler = Arc::new(handler);
         let erased: Handler<B> = Arc::new(move |ctx, value| {
+            let decoded = T::deserialize(value)
+                .map_err(|e| HandlerError::permanent(format!("the data does not decode: {e}")));
             let handler = Arc::clone(&handler);
-            Box::pin(async move {
-                let data: T = serde_json::from_value(value).map_err(|e| {
-                    HandlerError::permanent(format!("the data does not decode: {e}"))
-                })?;
-                handler(ctx, data).await
-            })
+            Box::pin(async move { handler(ctx, decoded?).await })
         });
         self.routes
             .entry(subscription.to_string())
@@ -622,8 +621,14 @@ async fn settle<B: Bus + Clone + Send + Sync + 'static>(
 ) {
     let stats = &shared.stats;
     let (bus, subscription) = (at.bus, at.subscription);
-    let verdict = judge(bus, handlers, shared, breakers, &delivery).await;
-    let id = &delivery.ack_id;
+    let Delivery {
+        ack_id,
+        attempt,
+        event,
+        ..
+    } = delivery;
+    let verdict = judge(bus, handlers, shared, breakers, event, attempt).await;
+    let id = &ack_id;
     let settled = match verdict {
         Verdict::Ack => {
             stats.handled.fetch_add(1, Ordering::Relaxed);
@@ -657,9 +662,10 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
     handlers: &HashMap<String, Handler<B>>,
     shared: &Shared,
     breakers: &Arc<Breakers>,
-    delivery: &Delivery,
+    stored: StoredEvent,
+    attempt: u32,
 ) -> Verdict {
-    let event = &delivery.event.event;
+    let event = &stored.event;
     let Some(handler) = handlers.get(&event.ty) else {
         return Verdict::Skip;
     };
@@ -668,17 +674,18 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
         Ok(v) => v,
         Err(e) => return Verdict::Terminate(e.to_string()),
     };
+    let trace = causal::handler_trace(event, &mut RandomIds);
     let ctx = Context {
         bus: bus.clone(),
-        event: Arc::new(delivery.event.clone()),
-        trace: causal::handler_trace(event, &mut RandomIds),
-        attempt: delivery.attempt,
+        event: Arc::new(stored),
+        trace,
+        attempt,
         breakers: Arc::clone(breakers),
     };
     let config = &shared.config;
     let mut retries = 0;
     loop {
-        let call = handler(ctx.clone(), value.clone());
+        let call = handler(ctx.clone(), &value);
         let outcome = match tokio::time::timeout(config.handler_timeout, call).await {
             Ok(outcome) => outcome,
             Err(_) => {
