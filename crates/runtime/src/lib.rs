@@ -13,10 +13,13 @@
 //! - the [service](service): typed handlers per event type on
 //!   subscriptions, with in-process retries, broker redelivery, the
 //!   dead-letter queue for what cannot succeed, bounded concurrency,
-//!   timeouts and a graceful stop.
+//!   timeouts and a graceful stop;
+//! - [idempotent consumers](processed): a durable store of processed
+//!   events with a retention window.
 
 pub mod breaker;
 pub mod causal;
+pub mod processed;
 pub mod service;
 pub mod version;
 
@@ -25,5 +28,10 @@ pub use breaker::{
     Permit, Rejected, Transition, Window,
 };
 pub use causal::{IdSource, RandomIds, TraceParent, follow_up, handler_trace};
-pub use service::{Context, HandlerError, Running, Service, ServiceConfig, ServiceStats};
+pub use processed::{
+    Claim, ClaimGuard, ProcessedConfig, ProcessedError, ProcessedIds, ProcessedStats,
+};
+pub use service::{
+    Context, HANDLER_FAILED, HandlerError, Running, Service, ServiceConfig, ServiceStats,
+};
 pub use version::{Upcasters, VERSION_HEADER, VersionError, version_of, with_version};

@@ -11,7 +11,13 @@
 //! ```
 //!
 //! A handler publishes through its [`Context`], which stamps each event as
-//! a follow-up of the one being handled (see [`crate::causal`]).
+//! a follow-up of the one being handled (see [`crate::causal`]) and, when
+//! the handler left its id empty, gives it an id derived from the event
+//! being handled: a handler run again for the same event publishes the
+//! same ids, which the bus's dedup window drops. With a
+//! [processed-id store](crate::processed) the service is an idempotent
+//! consumer: an event already processed is acked without calling its
+//! handler. Each handled event runs in a `tracing` span `handle`.
 //! Concurrency is bounded per service (slots shared by all subscriptions)
 //! and each handler call by a timeout; [`Running::stop`] stops fetching and
 //! waits for the handlers in flight, whose outcomes are still settled.
@@ -20,7 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use eddy_bus::{
@@ -28,11 +34,14 @@ use eddy_bus::{
 };
 use eddy_log::{Clock, SystemClock};
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Outcome};
 use crate::causal::{self, RandomIds, TraceParent};
+use crate::processed::{Claim, ClaimGuard, ProcessedIds};
 use crate::version::Upcasters;
 
 /// How a handler failed.
@@ -79,6 +88,9 @@ impl From<BusError> for HandlerError {
 /// The settings of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceConfig {
+    /// The service's name: the `source` of the events its handlers publish
+    /// (unless they set one), and part of their derived ids.
+    pub name: String,
     /// Handler calls in flight at once, over all subscriptions.
     pub concurrency: u32,
     /// Longest a handler call may take; past it the call is abandoned and
@@ -95,17 +107,23 @@ pub struct ServiceConfig {
     /// Where circuit breaker state changes are published (as
     /// `CircuitBreakerStateChanged` events), if anywhere.
     pub breaker_events_topic: Option<String>,
+    /// Where failed handler calls are reported (as `HandlerFailed` events
+    /// in the failed event's correlation), if anywhere: what `eddy trace`
+    /// marks as retries.
+    pub outcomes_topic: Option<String>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
+            name: "service".to_string(),
             concurrency: 16,
             handler_timeout: Duration::from_secs(30),
             in_process_retries: 2,
             in_process_delay: Duration::from_millis(50),
             fetch_wait_ms: 500,
             breaker_events_topic: None,
+            outcomes_topic: None,
         }
     }
 }
@@ -118,6 +136,10 @@ pub struct Context<B> {
     trace: TraceParent,
     attempt: u32,
     breakers: Arc<Breakers>,
+    key: Arc<str>,
+    service: Arc<str>,
+    /// Follow-ups published by this call of the handler.
+    published: Arc<AtomicU32>,
 }
 
 impl<B: Bus> Context<B> {
@@ -141,8 +163,27 @@ impl<B: Bus> Context<B> {
         &self.bus
     }
 
-    /// Publishes `event` as a follow-up of the one being handled.
-    pub async fn publish(&self, topic: &str, event: Event) -> Result<Published, BusError> {
+    /// What identifies the event being handled for this subscription: the
+    /// key of the processed-id store. An effect outside the bus that must
+    /// happen once stores it in the same transaction.
+    pub fn idempotency_key(&self) -> &str {
+        &self.key
+    }
+
+    /// Publishes `event` as a follow-up of the one being handled. An empty
+    /// id becomes one derived from the idempotency key and the number of
+    /// follow-ups this call published before it, so a handler run again for
+    /// the same event (a retry, a redelivery) publishes the same ids, and
+    /// the bus's dedup window keeps only the first. The source `eddy` (the
+    /// default) becomes the service's name.
+    pub async fn publish(&self, topic: &str, mut event: Event) -> Result<Published, BusError> {
+        let n = self.published.fetch_add(1, Ordering::Relaxed);
+        if event.id.is_empty() {
+            event.id = derived_id(&self.key, n);
+        }
+        if event.source == "eddy" {
+            event.source = self.service.to_string();
+        }
         let event = causal::follow_up(&self.event.event, &self.trace, event);
         self.bus.publish(topic, event).await
     }
@@ -184,6 +225,31 @@ impl<B: Bus> Context<B> {
         self.breakers.report(&self.bus, guard).await;
         result.map_err(|e| HandlerError::retry(format!("{breaker}: {e}")))
     }
+}
+
+/// The id of follow-up `n` of the event with idempotency key `key`: 32 hex
+/// digits of a SHA-256 over both.
+fn derived_id(key: &str, n: u32) -> String {
+    let digest = Sha256::new()
+        .chain_update(key.as_bytes())
+        .chain_update(n.to_be_bytes())
+        .finalize();
+    let mut id = String::with_capacity(32);
+    for b in &digest[..16] {
+        id.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        id.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    }
+    id
+}
+
+/// The idempotency key of `event` on `subscription` of service `service`:
+/// CloudEvents make source + id unique per event.
+fn idempotency_key(service: &str, subscription: &str, event: &Event) -> Arc<str> {
+    let sep = '\u{1f}';
+    Arc::from(format!(
+        "{service}{sep}{subscription}{sep}{}{sep}{}",
+        event.source, event.id
+    ))
 }
 
 /// One named breaker.
@@ -278,6 +344,8 @@ pub struct ServiceStats {
     pub breaker_transitions: AtomicU64,
     /// Times a subscription's fetching waited for an open breaker.
     pub paused: AtomicU64,
+    /// Events found in the processed-id store (acked, not handled).
+    pub duplicates: AtomicU64,
     /// Calls of the bus that failed (fetch, ack, nack, terminate).
     pub bus_errors: AtomicU64,
 }
@@ -293,6 +361,7 @@ pub struct Service<B> {
     /// Per subscription, the breakers whose opening pauses its fetching.
     pauses: HashMap<String, Vec<String>>,
     clock: Arc<dyn Clock>,
+    processed: Option<ProcessedIds>,
 }
 
 impl<B> std::fmt::Debug for Service<B> {
@@ -320,6 +389,7 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
             breakers: HashMap::new(),
             pauses: HashMap::new(),
             clock: Arc::new(SystemClock),
+            processed: None,
         }
     }
 
@@ -356,6 +426,14 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
         self
     }
 
+    /// Makes the service an idempotent consumer: an event whose key is in
+    /// `store` is acked without calling its handler, and a handled event's
+    /// key is recorded durably before its ack (see [`crate::processed`]).
+    pub fn processed_ids(mut self, store: ProcessedIds) -> Service<B> {
+        self.processed = Some(store);
+        self
+    }
+
     /// The upcasters applied before decoding.
     pub fn upcasters(mut self, upcasters: Upcasters) -> Service<B> {
         self.upcasters = Arc::new(upcasters);
@@ -389,6 +467,8 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
         let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.concurrency.max(1) as usize)),
+            name: Arc::from(self.config.name.as_str()),
+            processed: self.processed,
             config: self.config,
             upcasters: self.upcasters,
             stats: Arc::new(ServiceStats::default()),
@@ -440,6 +520,8 @@ impl Running {
 }
 
 struct Shared {
+    name: Arc<str>,
+    processed: Option<ProcessedIds>,
     config: ServiceConfig,
     upcasters: Arc<Upcasters>,
     slots: Arc<Semaphore>,
@@ -461,7 +543,12 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
     // Each delivery holds a slot until settled, so at most `concurrency`
     // acks wait here.
     let (acks, queue) = mpsc::channel(shared.config.concurrency.max(1) as usize);
-    let acker = tokio::spawn(ack_loop(bus.clone(), Arc::clone(&subscription), queue));
+    let acker = tokio::spawn(ack_loop(
+        bus.clone(),
+        Arc::clone(&subscription),
+        queue,
+        shared.processed.clone(),
+    ));
     loop {
         // Wait for a batch of free slots — a quarter of them, so that a
         // busy service fetches in batches rather than one event per freed
@@ -540,20 +627,27 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
     let _ = acker.await;
 }
 
-/// An ack waiting for the subscription's next `ack_all`, and where its
-/// result goes.
-type PendingAck = (AckId, oneshot::Sender<Result<(), BusError>>);
+/// An ack waiting for the subscription's next `ack_all`, the claimed key
+/// to record before it, and where its result goes.
+type PendingAck = (
+    AckId,
+    Option<ClaimGuard>,
+    oneshot::Sender<Result<(), BusError>>,
+);
 
 /// Most acks in one `ack_all`.
 const ACK_BATCH_MAX: usize = 1000;
 
 /// Acks in batches: whatever was settled while the last `ack_all` ran
 /// goes in the next one (as a group commit does with fsyncs), so a busy
-/// subscription pays one journal write per batch, not per event.
+/// subscription pays one journal write per batch, not per event. The
+/// batch's claimed keys are recorded first, in one append: a key is on
+/// disk before its event is acked.
 async fn ack_loop<B: Bus>(
     bus: B,
     subscription: Arc<String>,
     mut queue: mpsc::Receiver<PendingAck>,
+    processed: Option<ProcessedIds>,
 ) {
     let mut batch: Vec<PendingAck> = Vec::new();
     while let Some(first) = queue.recv().await {
@@ -564,17 +658,28 @@ async fn ack_loop<B: Bus>(
                 Err(_) => break,
             }
         }
-        let ids: Vec<AckId> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let guards: Vec<ClaimGuard> = batch.iter_mut().filter_map(|(_, g, _)| g.take()).collect();
+        if let Some(store) = &processed
+            && let Err(e) = store.record(guards).await
+        {
+            // Not acked: the events are redelivered and handled again.
+            let e = BusError::Unavailable(format!("the processed-id store: {e}"));
+            for (_, _, reply) in batch.drain(..) {
+                let _ = reply.send(Err(e.clone()));
+            }
+            continue;
+        }
+        let ids: Vec<AckId> = batch.iter().map(|(id, _, _)| id.clone()).collect();
         match bus.ack_all(&subscription, &ids).await {
             Ok(results) => {
                 // A reply left without a result is dropped: its waiter
                 // counts a bus error.
-                for ((_, reply), result) in batch.drain(..).zip(results) {
+                for ((_, _, reply), result) in batch.drain(..).zip(results) {
                     let _ = reply.send(result);
                 }
             }
             Err(e) => {
-                for (_, reply) in batch.drain(..) {
+                for (_, _, reply) in batch.drain(..) {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
@@ -585,16 +690,16 @@ async fn ack_loop<B: Bus>(
 /// Where a delivery is settled.
 struct Settle<'a, B> {
     bus: &'a B,
-    subscription: &'a str,
+    subscription: &'a Arc<String>,
     acks: &'a mpsc::Sender<PendingAck>,
 }
 
 impl<B: Bus> Settle<'_, B> {
-    async fn ack(&self, id: &AckId) -> Result<(), BusError> {
+    async fn ack(&self, id: &AckId, guard: Option<ClaimGuard>) -> Result<(), BusError> {
         let (reply, result) = oneshot::channel();
         let lost = || BusError::Unavailable("the service's acker stopped".into());
         self.acks
-            .send((id.clone(), reply))
+            .send((id.clone(), guard, reply))
             .await
             .map_err(|_| lost())?;
         result.await.map_err(|_| lost())?
@@ -603,7 +708,11 @@ impl<B: Bus> Settle<'_, B> {
 
 /// What became of one delivery.
 enum Verdict {
-    Ack,
+    /// Handled; the claimed key (with a processed-id store) is recorded
+    /// before the ack.
+    Ack(Option<ClaimGuard>),
+    /// Found in the processed-id store.
+    Duplicate,
     Skip,
     Nack {
         reason: String,
@@ -627,16 +736,28 @@ async fn settle<B: Bus + Clone + Send + Sync + 'static>(
         event,
         ..
     } = delivery;
-    let verdict = judge(bus, handlers, shared, breakers, event, attempt).await;
+    let verdict = judge(
+        (bus, subscription),
+        handlers,
+        shared,
+        breakers,
+        event,
+        attempt,
+    )
+    .await;
     let id = &ack_id;
     let settled = match verdict {
-        Verdict::Ack => {
+        Verdict::Ack(guard) => {
             stats.handled.fetch_add(1, Ordering::Relaxed);
-            at.ack(id).await
+            at.ack(id, guard).await
+        }
+        Verdict::Duplicate => {
+            stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            at.ack(id, None).await
         }
         Verdict::Skip => {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
-            at.ack(id).await
+            at.ack(id, None).await
         }
         Verdict::Nack { reason, delay_ms } => {
             stats.nacked.fetch_add(1, Ordering::Relaxed);
@@ -657,8 +778,26 @@ async fn settle<B: Bus + Clone + Send + Sync + 'static>(
     }
 }
 
+/// Claims the event's key in the processed-id store, if the service has
+/// one: `Err` with the verdict when the handler must not run.
+async fn claim(shared: &Shared, key: &str) -> Result<Option<ClaimGuard>, Verdict> {
+    let Some(store) = &shared.processed else {
+        return Ok(None);
+    };
+    loop {
+        match store.claim(key) {
+            Ok(Claim::Fresh(guard)) => return Ok(Some(guard)),
+            Ok(Claim::Done) => return Err(Verdict::Duplicate),
+            // Another delivery of the same event is being handled: its
+            // outcome decides this one's.
+            Ok(Claim::Busy(mut other)) => while other.changed().await.is_ok() {},
+            Err(e) => return Err(Verdict::Terminate(e.to_string())),
+        }
+    }
+}
+
 async fn judge<B: Bus + Clone + Send + Sync + 'static>(
-    bus: &B,
+    (bus, subscription): (&B, &Arc<String>),
     handlers: &HashMap<String, Handler<B>>,
     shared: &Shared,
     breakers: &Arc<Breakers>,
@@ -674,38 +813,104 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
         Ok(v) => v,
         Err(e) => return Verdict::Terminate(e.to_string()),
     };
+    let key = idempotency_key(&shared.name, subscription, event);
+    let guard = match claim(shared, &key).await {
+        Ok(guard) => guard,
+        Err(verdict) => return verdict,
+    };
     let trace = causal::handler_trace(event, &mut RandomIds);
+    let span = tracing::info_span!(
+        "handle",
+        service = %shared.name,
+        subscription = %subscription,
+        ty = %event.ty,
+        id = %event.id,
+        correlation_id = event.correlation_id.as_deref().unwrap_or(&event.id),
+        traceparent = %trace,
+        attempt,
+    );
     let ctx = Context {
         bus: bus.clone(),
         event: Arc::new(stored),
         trace,
         attempt,
         breakers: Arc::clone(breakers),
+        key,
+        service: Arc::clone(&shared.name),
+        published: Arc::new(AtomicU32::new(0)),
     };
     let config = &shared.config;
-    let mut retries = 0;
-    loop {
-        let call = handler(ctx.clone(), &value);
-        let outcome = match tokio::time::timeout(config.handler_timeout, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                return Verdict::Nack {
+    let run = async {
+        let mut retries = 0;
+        loop {
+            // Each call numbers its follow-ups from 0, so that it derives
+            // the same ids as the call before it.
+            let call_ctx = Context {
+                published: Arc::new(AtomicU32::new(0)),
+                ..ctx.clone()
+            };
+            let call = handler(call_ctx, &value);
+            let outcome = match tokio::time::timeout(config.handler_timeout, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(HandlerError::Retry {
                     reason: format!("the handler took over {:?}", config.handler_timeout),
                     delay_ms: None,
-                };
-            }
-        };
-        match outcome {
-            Ok(()) => return Verdict::Ack,
-            Err(HandlerError::Permanent { reason }) => return Verdict::Terminate(reason),
-            Err(HandlerError::Retry { reason, delay_ms }) => {
-                if retries >= config.in_process_retries {
+                }),
+            };
+            let error = match outcome {
+                Ok(()) => return Verdict::Ack(guard),
+                Err(e) => e,
+            };
+            let retry_here =
+                matches!(error, HandlerError::Retry { .. }) && retries < config.in_process_retries;
+            report_failure(shared, &ctx, &error, retry_here).await;
+            match error {
+                HandlerError::Permanent { reason } => return Verdict::Terminate(reason),
+                HandlerError::Retry { reason, delay_ms } if !retry_here => {
                     return Verdict::Nack { reason, delay_ms };
                 }
-                retries += 1;
-                shared.stats.retried.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(config.in_process_delay).await;
+                HandlerError::Retry { .. } => {}
             }
+            retries += 1;
+            shared.stats.retried.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(config.in_process_delay).await;
         }
+    };
+    run.instrument(span).await
+}
+
+/// Logs a failed handler call and, with an outcomes topic, publishes it
+/// in the event's correlation.
+async fn report_failure<B: Bus>(
+    shared: &Shared,
+    ctx: &Context<B>,
+    error: &HandlerError,
+    retry_here: bool,
+) {
+    let (reason, next) = match error {
+        HandlerError::Retry { reason, .. } if retry_here => (reason, "retry"),
+        HandlerError::Retry { reason, .. } => (reason, "redeliver"),
+        HandlerError::Permanent { reason } => (reason, "dead-letter"),
+    };
+    tracing::warn!(%reason, next, "handler failed");
+    let Some(topic) = &shared.config.outcomes_topic else {
+        return;
+    };
+    let data = serde_json::json!({
+        "service": &*shared.name,
+        "event_id": ctx.event.event.id,
+        "event_type": ctx.event.event.ty,
+        "topic": ctx.event.topic,
+        "attempt": ctx.attempt,
+        "error": reason,
+        "next": next,
+    });
+    let failed = Event::new(HANDLER_FAILED, data.to_string()).with_source(&*shared.name);
+    let failed = causal::follow_up(&ctx.event.event, &ctx.trace, failed);
+    if ctx.bus.publish(topic, failed).await.is_err() {
+        shared.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// The type of the events reporting failed handler calls.
+pub const HANDLER_FAILED: &str = "HandlerFailed";
