@@ -55,6 +55,15 @@ pub enum HandlerError {
     },
     /// Trying again cannot help: the event goes to the dead-letter queue.
     Permanent { reason: String },
+    /// A circuit breaker refused the call ([`Context::call`]). The event
+    /// waits in the service until the breaker lets calls through again —
+    /// which uses no delivery attempt — and is handed back to the broker
+    /// only if that takes longer than the handler timeout.
+    Refused {
+        breaker: String,
+        /// The time left while open; `None` while half-open.
+        retry_after_ms: Option<u64>,
+    },
 }
 
 impl HandlerError {
@@ -189,7 +198,8 @@ impl<B: Bus> Context<B> {
     }
 
     /// Calls a dependency through its circuit breaker `breaker`: refused
-    /// at once while it is open (a `Retry` after the time left), and the
+    /// at once while it is open or its probes are out
+    /// ([`HandlerError::Refused`]), and the
     /// outcome — an error, or a success slower than the breaker allows —
     /// counted. An error of the call is a `Retry`.
     pub async fn call<T, E, Fut>(&self, breaker: &str, call: Fut) -> Result<T, HandlerError>
@@ -209,9 +219,9 @@ impl<B: Bus> Context<B> {
             Ok(permit) => permit,
             Err(rejected) => {
                 self.breakers.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                return Err(HandlerError::Retry {
-                    reason: format!("the circuit breaker {breaker} is {}", rejected.state),
-                    delay_ms: rejected.retry_after_ms,
+                return Err(HandlerError::Refused {
+                    breaker: breaker.to_string(),
+                    retry_after_ms: rejected.retry_after_ms,
                 });
             }
         };
@@ -842,6 +852,9 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
     let config = &shared.config;
     let run = async {
         let mut retries = 0;
+        // Time spent waiting for breakers to let calls through.
+        let mut refused_ms = 0u64;
+        let refused_ms_max = config.handler_timeout.as_millis() as u64;
         loop {
             // Each call numbers its follow-ups from 0, so that it derives
             // the same ids as the call before it.
@@ -859,6 +872,24 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
             };
             let error = match outcome {
                 Ok(()) => return Verdict::Ack(guard),
+                Err(HandlerError::Refused {
+                    breaker,
+                    retry_after_ms,
+                }) => {
+                    // While half-open, a probe's outcome is awaited.
+                    let wait = retry_after_ms
+                        .unwrap_or(config.in_process_delay.as_millis() as u64)
+                        .max(1);
+                    if refused_ms + wait > refused_ms_max {
+                        return Verdict::Nack {
+                            reason: format!("the circuit breaker {breaker} stayed open"),
+                            delay_ms: retry_after_ms,
+                        };
+                    }
+                    refused_ms += wait;
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    continue;
+                }
                 Err(e) => e,
             };
             let retry_here =
@@ -869,7 +900,7 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
                 HandlerError::Retry { reason, delay_ms } if !retry_here => {
                     return Verdict::Nack { reason, delay_ms };
                 }
-                HandlerError::Retry { .. } => {}
+                HandlerError::Retry { .. } | HandlerError::Refused { .. } => {}
             }
             retries += 1;
             shared.stats.retried.fetch_add(1, Ordering::Relaxed);
@@ -891,6 +922,7 @@ async fn report_failure<B: Bus>(
         HandlerError::Retry { reason, .. } if retry_here => (reason, "retry"),
         HandlerError::Retry { reason, .. } => (reason, "redeliver"),
         HandlerError::Permanent { reason } => (reason, "dead-letter"),
+        HandlerError::Refused { .. } => return,
     };
     tracing::warn!(%reason, next, "handler failed");
     let Some(topic) = &shared.config.outcomes_topic else {

@@ -26,6 +26,7 @@
 mod bench;
 mod connect;
 mod consume;
+mod demo;
 mod dlq;
 mod exit;
 mod json;
@@ -61,6 +62,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a demonstration: `eddy demo shop`, the seed's e-commerce order
+    /// flow with injected failures.
+    Demo(demo::DemoArgs),
     /// Serve the broker on a folder over the native protocol and HTTP.
     Serve(serve::ServeArgs),
     /// Create access tokens for a server's config file.
@@ -90,6 +94,7 @@ enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
         Command::Topic(args) => topic::run(args),
