@@ -40,6 +40,7 @@ mod stats;
 mod sub;
 mod token;
 mod topic;
+mod trace;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -85,6 +86,9 @@ enum Command {
     /// Counters of topics and subscriptions: published, lag, in flight,
     /// dead letters.
     Stats(stats::StatsArgs),
+    /// Draw one business transaction's flow (a correlation id) from the
+    /// bus as a Mermaid sequence diagram.
+    Trace(trace::TraceArgs),
     /// Work with a storage log directly: append, read, inspect.
     Log(log::LogArgs),
     /// Measure Eddy's performance on this machine.
@@ -104,6 +108,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sub(args) => sub::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Trace(args) => trace::run(args),
         Command::Log(args) => log::run(args),
         Command::Bench(args) => bench::run(args),
     }
