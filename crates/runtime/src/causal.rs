@@ -92,32 +92,56 @@ pub trait IdSource {
     fn trace_id(&mut self) -> [u8; 16];
 }
 
-/// Random ids from the operating system.
+/// Random ids: a per-thread generator seeded once from the operating
+/// system's randomness (a span id per handled event must not cost a
+/// system call).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RandomIds;
 
 impl IdSource for RandomIds {
     fn span_id(&mut self) -> [u8; 8] {
-        nonzero_random()
+        nonzero(next_random()).to_be_bytes()
     }
 
     fn trace_id(&mut self) -> [u8; 16] {
-        nonzero_random()
+        let hi = u128::from(next_random()) << 64;
+        (hi | u128::from(nonzero(next_random()))).to_be_bytes()
     }
 }
 
-fn nonzero_random<const N: usize>() -> [u8; N] {
-    let mut id = [0u8; N];
-    // Without the OS's randomness there is no good fallback; an id of the
-    // time and a counter would collide across processes. Retry, then mark
-    // the id as non-random but valid (non-zero) rather than fail a publish.
-    for _ in 0..3 {
-        if getrandom::fill(&mut id).is_ok() && id != [0; N] {
-            return id;
-        }
+fn nonzero(n: u64) -> u64 {
+    if n == 0 { 1 } else { n }
+}
+
+thread_local! {
+    static RANDOM: std::cell::Cell<u64> = std::cell::Cell::new(seed());
+}
+
+/// A seed from the operating system; without its randomness (never seen),
+/// the time and the thread, which differ between threads and processes.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_ok() && bytes != [0; 8] {
+        return u64::from_le_bytes(bytes);
     }
-    id[N - 1] = 1;
-    id
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    nanos ^ ((&raw const local) as usize as u64).rotate_left(32) ^ u64::from(std::process::id())
+}
+
+/// splitmix64 over the thread's state: 2⁶⁴ distinct outputs before it
+/// repeats.
+fn next_random() -> u64 {
+    RANDOM.with(|state| {
+        let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
 }
 
 /// The trace context a handler of `incoming` works in: the incoming

@@ -2,12 +2,15 @@
 //! [`Bus`] — embedded, a server through the client, or a scale-out backend.
 //!
 //! ```text
-//!  per subscription: fetch (as many as free slots) ──▶ a task per delivery
-//!     upcast the data to the current version, decode it (serde JSON)
-//!     the handler, with a timeout; a transient error is retried in-process
+//!  per subscription: fetch (as many as free slots, once half are free)
+//!    ──▶ a task per chunk of ≤ 512 deliveries, handled concurrently:
+//!     upcast the data to the current version (if old), decode it (serde JSON)
+//!     the handler, with a timeout; a transient error is retried in-process;
+//!     a call refused by a circuit breaker waits for it in-process
 //!     Ok ─▶ ack · Retry ─▶ nack (the subscription's backoff, or a delay)
 //!     Permanent, undecodable, or a newer version ─▶ terminate (to the DLQ)
 //!     no handler for the type ─▶ ack (counted as skipped)
+//!  a chunk acks in batches: what is done when nothing else is ready
 //! ```
 //!
 //! A handler publishes through its [`Context`], which stamps each event as
@@ -33,9 +36,11 @@ use eddy_bus::{
     AckId, Bus, BusError, Delivery, Event, FetchOptions, NackOptions, Published, StoredEvent,
 };
 use eddy_log::{Clock, SystemClock};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -140,43 +145,58 @@ impl Default for ServiceConfig {
 /// What a handler gets besides the event's data.
 #[derive(Debug, Clone)]
 pub struct Context<B> {
+    delivery: Arc<Handling<B>>,
+    /// Follow-ups published by this call of the handler.
+    published: Arc<AtomicU32>,
+}
+
+/// What every call of the handler for one delivery shares.
+#[derive(Debug)]
+struct Handling<B> {
     bus: B,
-    event: Arc<StoredEvent>,
+    event: StoredEvent,
     trace: TraceParent,
     attempt: u32,
     breakers: Arc<Breakers>,
-    key: Arc<str>,
     service: Arc<str>,
-    /// Follow-ups published by this call of the handler.
-    published: Arc<AtomicU32>,
+    subscription: Arc<String>,
+    /// Made when first asked for.
+    key: std::sync::OnceLock<Arc<str>>,
+}
+
+impl<B> Handling<B> {
+    fn key(&self) -> &Arc<str> {
+        self.key
+            .get_or_init(|| idempotency_key(&self.service, &self.subscription, &self.event.event))
+    }
 }
 
 impl<B: Bus> Context<B> {
     /// The event being handled, as stored.
     pub fn event(&self) -> &StoredEvent {
-        &self.event
+        &self.delivery.event
     }
 
     /// 1 for the first delivery, 2 for the first redelivery, …
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.delivery.attempt
     }
 
     /// The handler's trace context.
     pub fn trace(&self) -> &TraceParent {
-        &self.trace
+        &self.delivery.trace
     }
 
     /// The bus, for reads; publish through [`Context::publish`].
     pub fn bus(&self) -> &B {
-        &self.bus
+        &self.delivery.bus
     }
 
     /// What identifies the event being handled for this subscription: the
     /// key of the processed-id store. An effect outside the bus that must
     /// happen once stores it in the same transaction.
     pub fn idempotency_key(&self) -> &str {
-        &self.key
+        self.delivery.key()
     }
 
     /// Publishes `event` as a follow-up of the one being handled. An empty
@@ -186,15 +206,16 @@ impl<B: Bus> Context<B> {
     /// the bus's dedup window keeps only the first. The source `eddy` (the
     /// default) becomes the service's name.
     pub async fn publish(&self, topic: &str, mut event: Event) -> Result<Published, BusError> {
+        let d = &self.delivery;
         let n = self.published.fetch_add(1, Ordering::Relaxed);
         if event.id.is_empty() {
-            event.id = derived_id(&self.key, n);
+            event.id = derived_id(d.key(), n);
         }
         if event.source == "eddy" {
-            event.source = self.service.to_string();
+            event.source = d.service.to_string();
         }
-        let event = causal::follow_up(&self.event.event, &self.trace, event);
-        self.bus.publish(topic, event).await
+        let event = causal::follow_up(&d.event.event, &d.trace, event);
+        d.bus.publish(topic, event).await
     }
 
     /// Calls a dependency through its circuit breaker `breaker`: refused
@@ -207,18 +228,19 @@ impl<B: Bus> Context<B> {
         E: std::fmt::Display,
         Fut: Future<Output = Result<T, E>>,
     {
-        let Some(guard) = self.breakers.by_name.get(breaker) else {
+        let (breakers, bus) = (&self.delivery.breakers, &self.delivery.bus);
+        let Some(guard) = breakers.by_name.get(breaker) else {
             return Err(HandlerError::permanent(format!(
                 "the service has no circuit breaker named {breaker}"
             )));
         };
-        let clock = &self.breakers.clock;
+        let clock = &breakers.clock;
         let permit = guard.lock().try_call(clock.now_ms());
-        self.breakers.report(&self.bus, guard).await;
+        breakers.report(bus, guard).await;
         let permit = match permit {
             Ok(permit) => permit,
             Err(rejected) => {
-                self.breakers.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                breakers.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 return Err(HandlerError::Refused {
                     breaker: breaker.to_string(),
                     retry_after_ms: rejected.retry_after_ms,
@@ -232,7 +254,7 @@ impl<B: Bus> Context<B> {
             Outcome::Failure
         };
         guard.lock().record(permit, outcome, clock.now_ms());
-        self.breakers.report(&self.bus, guard).await;
+        breakers.report(bus, guard).await;
         result.map_err(|e| HandlerError::retry(format!("{breaker}: {e}")))
     }
 }
@@ -334,12 +356,23 @@ impl Breakers {
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 /// Decodes the (upcast) data as its handler's type and calls it; the data
 /// is borrowed, so an in-process retry decodes it again without a copy.
-type Handler<B> = Arc<dyn Fn(Context<B>, &serde_json::Value) -> HandlerFuture + Send + Sync>;
+type Handler<B> = Arc<dyn Fn(Context<B>, Data<'_>) -> HandlerFuture + Send + Sync>;
+
+/// An event's data as its handler decodes it: as stored when it is of the
+/// type's current version, else upcast.
+#[derive(Debug, Clone, Copy)]
+enum Data<'a> {
+    Current(&'a [u8]),
+    Upcast(&'a serde_json::Value),
+}
 
 /// Counts of what a service did.
 #[derive(Debug, Default)]
 pub struct ServiceStats {
     pub handled: AtomicU64,
+    /// Fetches made, and the deliveries they returned.
+    pub fetches: AtomicU64,
+    pub delivered: AtomicU64,
     /// Events of a type no handler is registered for (acked).
     pub skipped: AtomicU64,
     /// In-process retries.
@@ -459,9 +492,12 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
         let handler = Arc::new(handler);
-        let erased: Handler<B> = Arc::new(move |ctx, value| {
-            let decoded = T::deserialize(value)
-                .map_err(|e| HandlerError::permanent(format!("the data does not decode: {e}")));
+        let erased: Handler<B> = Arc::new(move |ctx, data| {
+            let decoded = match data {
+                Data::Current(bytes) => serde_json::from_slice(bytes),
+                Data::Upcast(value) => T::deserialize(value),
+            }
+            .map_err(|e| HandlerError::permanent(format!("the data does not decode: {e}")));
             let handler = Arc::clone(&handler);
             Box::pin(async move { handler(ctx, decoded?).await })
         });
@@ -538,8 +574,9 @@ struct Shared {
     stats: Arc<ServiceStats>,
 }
 
-/// Fetches from `subscription` while slots are free, a task per delivery,
-/// until stopped; then waits for its tasks.
+/// Fetches from `subscription` while slots are free, handing each fetch
+/// to tasks of up to [`CHUNK`] deliveries, until stopped; then waits for
+/// its tasks.
 async fn consume<B: Bus + Clone + Send + Sync + 'static>(
     bus: B,
     subscription: Arc<String>,
@@ -550,21 +587,13 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
 ) {
     let mut tasks = JoinSet::new();
     let idle = Duration::from_millis(shared.config.fetch_wait_ms.max(10));
-    // Each delivery holds a slot until settled, so at most `concurrency`
-    // acks wait here.
-    let (acks, queue) = mpsc::channel(shared.config.concurrency.max(1) as usize);
-    let acker = tokio::spawn(ack_loop(
-        bus.clone(),
-        Arc::clone(&subscription),
-        queue,
-        shared.processed.clone(),
-    ));
     loop {
-        // Wait for a batch of free slots — a quarter of them, so that a
-        // busy service fetches in batches rather than one event per freed
-        // slot (an idle one has them all free at once) — then take as many
-        // as are free.
-        let batch = (shared.config.concurrency / 4).max(1);
+        // Wait for a batch of free slots — half of them, so that a busy
+        // service fetches in batches rather than one event per freed slot
+        // (a fetch reads and checks the log: few large ones cost less than
+        // many small ones; an idle service has all its slots free at once)
+        // — then take as many as are free.
+        let batch = (shared.config.concurrency / 2).max(1);
         let first = tokio::select! {
             permit = Arc::clone(&shared.slots).acquire_many_owned(batch) => permit,
             _ = stopped.wait_for(|s| *s) => break,
@@ -603,7 +632,14 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
             _ = stopped.wait_for(|s| *s) => break,
         };
         let deliveries = match fetched {
-            Ok(d) => d,
+            Ok(d) => {
+                shared.stats.fetches.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .stats
+                    .delivered
+                    .fetch_add(d.len() as u64, Ordering::Relaxed);
+                d
+            }
             Err(_) => {
                 shared.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
                 // Do not spin on a failing bus.
@@ -614,106 +650,45 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
                 continue;
             }
         };
-        for delivery in deliveries {
-            let Some(slot) = permit.split(1) else { break };
-            let (bus, subscription) = (bus.clone(), Arc::clone(&subscription));
-            let (handlers, shared) = (Arc::clone(&handlers), Arc::clone(&shared));
-            let (breakers, acks) = (Arc::clone(&breakers), acks.clone());
-            tasks.spawn(async move {
-                let at = Settle {
-                    bus: &bus,
-                    subscription: &subscription,
-                    acks: &acks,
-                };
-                settle(at, &handlers, &shared, &breakers, delivery).await;
-                drop(slot);
-            });
+        // A task per chunk: the chunks of a fetch run on both cores, and
+        // each acks its deliveries in few `ack_all` calls.
+        let mut deliveries = deliveries.into_iter();
+        loop {
+            let chunk: Vec<(Delivery, OwnedSemaphorePermit)> = deliveries
+                .by_ref()
+                .take(CHUNK)
+                .map_while(|d| permit.split(1).map(|slot| (d, slot)))
+                .collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let at = Settle {
+                bus: bus.clone(),
+                subscription: Arc::clone(&subscription),
+                handlers: Arc::clone(&handlers),
+                shared: Arc::clone(&shared),
+                breakers: Arc::clone(&breakers),
+            };
+            tasks.spawn(settle_chunk(at, chunk));
         }
         // Reap finished tasks so the set does not grow.
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    drop(acks);
-    let _ = acker.await;
 }
 
-/// An ack waiting for the subscription's next `ack_all`, the claimed key
-/// to record before it, and where its result goes.
-type PendingAck = (
-    AckId,
-    Option<ClaimGuard>,
-    oneshot::Sender<Result<(), BusError>>,
-);
-
+/// Deliveries handled by one task.
+const CHUNK: usize = 512;
 /// Most acks in one `ack_all`.
 const ACK_BATCH_MAX: usize = 1000;
 
-/// Acks in batches: whatever was settled while the last `ack_all` ran
-/// goes in the next one (as a group commit does with fsyncs), so a busy
-/// subscription pays one journal write per batch, not per event. The
-/// batch's claimed keys are recorded first, in one append: a key is on
-/// disk before its event is acked.
-async fn ack_loop<B: Bus>(
+/// Where the deliveries of a chunk are handled and settled.
+struct Settle<B> {
     bus: B,
     subscription: Arc<String>,
-    mut queue: mpsc::Receiver<PendingAck>,
-    processed: Option<ProcessedIds>,
-) {
-    let mut batch: Vec<PendingAck> = Vec::new();
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while batch.len() < ACK_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let guards: Vec<ClaimGuard> = batch.iter_mut().filter_map(|(_, g, _)| g.take()).collect();
-        if let Some(store) = &processed
-            && let Err(e) = store.record(guards).await
-        {
-            // Not acked: the events are redelivered and handled again.
-            let e = BusError::Unavailable(format!("the processed-id store: {e}"));
-            for (_, _, reply) in batch.drain(..) {
-                let _ = reply.send(Err(e.clone()));
-            }
-            continue;
-        }
-        let ids: Vec<AckId> = batch.iter().map(|(id, _, _)| id.clone()).collect();
-        match bus.ack_all(&subscription, &ids).await {
-            Ok(results) => {
-                // A reply left without a result is dropped: its waiter
-                // counts a bus error.
-                for ((_, _, reply), result) in batch.drain(..).zip(results) {
-                    let _ = reply.send(result);
-                }
-            }
-            Err(e) => {
-                for (_, _, reply) in batch.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
-}
-
-/// Where a delivery is settled.
-struct Settle<'a, B> {
-    bus: &'a B,
-    subscription: &'a Arc<String>,
-    acks: &'a mpsc::Sender<PendingAck>,
-}
-
-impl<B: Bus> Settle<'_, B> {
-    async fn ack(&self, id: &AckId, guard: Option<ClaimGuard>) -> Result<(), BusError> {
-        let (reply, result) = oneshot::channel();
-        let lost = || BusError::Unavailable("the service's acker stopped".into());
-        self.acks
-            .send((id.clone(), guard, reply))
-            .await
-            .map_err(|_| lost())?;
-        result.await.map_err(|_| lost())?
-    }
+    handlers: Arc<HashMap<String, Handler<B>>>,
+    shared: Arc<Shared>,
+    breakers: Arc<Breakers>,
 }
 
 /// What became of one delivery.
@@ -731,72 +706,116 @@ enum Verdict {
     Terminate(String),
 }
 
-async fn settle<B: Bus + Clone + Send + Sync + 'static>(
-    at: Settle<'_, B>,
-    handlers: &HashMap<String, Handler<B>>,
-    shared: &Shared,
-    breakers: &Arc<Breakers>,
-    delivery: Delivery,
+/// Handles a chunk of deliveries concurrently, each holding its slot until
+/// its handler is done, and settles them: acks go in batches — whatever
+/// is done when nothing else is ready, as a group commit does with fsyncs
+/// — so a busy subscription pays one journal write per batch, not per
+/// event, and a slow handler does not hold back the acks of fast ones.
+async fn settle_chunk<B: Bus + Clone + Send + Sync + 'static>(
+    at: Settle<B>,
+    chunk: Vec<(Delivery, OwnedSemaphorePermit)>,
 ) {
-    let stats = &shared.stats;
-    let (bus, subscription) = (at.bus, at.subscription);
-    let Delivery {
-        ack_id,
-        attempt,
-        event,
-        ..
-    } = delivery;
-    let verdict = judge(
-        (bus, subscription),
-        handlers,
-        shared,
-        breakers,
-        event,
-        attempt,
-    )
-    .await;
-    let id = &ack_id;
-    let settled = match verdict {
-        Verdict::Ack(guard) => {
-            stats.handled.fetch_add(1, Ordering::Relaxed);
-            at.ack(id, guard).await
+    let at = &at;
+    let mut running: FuturesUnordered<_> = chunk
+        .into_iter()
+        .map(|(delivery, slot)| async move {
+            let Delivery {
+                ack_id,
+                attempt,
+                event,
+                ..
+            } = delivery;
+            let verdict = judge(at, event, attempt).await;
+            drop(slot);
+            (ack_id, verdict)
+        })
+        .collect();
+    let stats = &at.shared.stats;
+    let mut acks: Vec<(AckId, Option<ClaimGuard>)> = Vec::new();
+    loop {
+        let next = match running.next().now_or_never() {
+            Some(next) => next,
+            None => {
+                flush_acks(at, &mut acks).await;
+                running.next().await
+            }
+        };
+        let Some((id, verdict)) = next else { break };
+        let settled = match verdict {
+            Verdict::Ack(guard) => {
+                stats.handled.fetch_add(1, Ordering::Relaxed);
+                acks.push((id, guard));
+                Ok(())
+            }
+            Verdict::Duplicate => {
+                stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                acks.push((id, None));
+                Ok(())
+            }
+            Verdict::Skip => {
+                stats.skipped.fetch_add(1, Ordering::Relaxed);
+                acks.push((id, None));
+                Ok(())
+            }
+            Verdict::Nack { reason, delay_ms } => {
+                stats.nacked.fetch_add(1, Ordering::Relaxed);
+                let options = NackOptions {
+                    delay_ms,
+                    error: Some(reason),
+                };
+                Box::pin(at.bus.nack(&at.subscription, &id, options)).await
+            }
+            Verdict::Terminate(reason) => {
+                stats.terminated.fetch_add(1, Ordering::Relaxed);
+                Box::pin(at.bus.terminate(&at.subscription, &id, &reason)).await
+            }
+        };
+        // A lost lease or a lost connection: the broker redelivers.
+        if settled.is_err() {
+            stats.bus_errors.fetch_add(1, Ordering::Relaxed);
         }
-        Verdict::Duplicate => {
-            stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            at.ack(id, None).await
+        if acks.len() >= ACK_BATCH_MAX {
+            flush_acks(at, &mut acks).await;
         }
-        Verdict::Skip => {
-            stats.skipped.fetch_add(1, Ordering::Relaxed);
-            at.ack(id, None).await
-        }
-        Verdict::Nack { reason, delay_ms } => {
-            stats.nacked.fetch_add(1, Ordering::Relaxed);
-            let options = NackOptions {
-                delay_ms,
-                error: Some(reason),
-            };
-            bus.nack(subscription, id, options).await
-        }
-        Verdict::Terminate(reason) => {
-            stats.terminated.fetch_add(1, Ordering::Relaxed);
-            bus.terminate(subscription, id, &reason).await
-        }
+    }
+    flush_acks(at, &mut acks).await;
+}
+
+/// Records the claimed keys of `acks` (one append), then acks them (one
+/// `ack_all`). A key is on disk before its event is acked; if recording
+/// fails, nothing is acked and the events are redelivered.
+async fn flush_acks<B: Bus>(at: &Settle<B>, acks: &mut Vec<(AckId, Option<ClaimGuard>)>) {
+    if acks.is_empty() {
+        return;
+    }
+    let stats = &at.shared.stats;
+    let batch = std::mem::take(acks);
+    let (ids, guards): (Vec<AckId>, Vec<Option<ClaimGuard>>) = batch.into_iter().unzip();
+    let guards: Vec<ClaimGuard> = guards.into_iter().flatten().collect();
+    if let Some(store) = &at.shared.processed
+        && let Err(e) = store.record(guards).await
+    {
+        tracing::warn!(error = %e, "the processed-id store failed: the events are not acked");
+        stats
+            .bus_errors
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        return;
+    }
+    let failed = match at.bus.ack_all(&at.subscription, &ids).await {
+        Ok(results) => results.iter().filter(|r| r.is_err()).count(),
+        Err(_) => ids.len(),
     };
-    // A lost lease or a lost connection: the broker redelivers.
-    if settled.is_err() {
-        stats.bus_errors.fetch_add(1, Ordering::Relaxed);
+    if failed > 0 {
+        stats.bus_errors.fetch_add(failed as u64, Ordering::Relaxed);
     }
 }
 
-/// Claims the event's key in the processed-id store, if the service has
-/// one: `Err` with the verdict when the handler must not run.
-async fn claim(shared: &Shared, key: &str) -> Result<Option<ClaimGuard>, Verdict> {
-    let Some(store) = &shared.processed else {
-        return Ok(None);
-    };
+/// Claims the event's key in the processed-id store: `Err` with the
+/// verdict when the handler must not run.
+async fn claim(store: &ProcessedIds, key: &str) -> Result<ClaimGuard, Verdict> {
     loop {
         match store.claim(key) {
-            Ok(Claim::Fresh(guard)) => return Ok(Some(guard)),
+            Ok(Claim::Fresh(guard)) => return Ok(guard),
             Ok(Claim::Done) => return Err(Verdict::Duplicate),
             // Another delivery of the same event is being handled: its
             // outcome decides this one's.
@@ -807,28 +826,44 @@ async fn claim(shared: &Shared, key: &str) -> Result<Option<ClaimGuard>, Verdict
 }
 
 async fn judge<B: Bus + Clone + Send + Sync + 'static>(
-    (bus, subscription): (&B, &Arc<String>),
-    handlers: &HashMap<String, Handler<B>>,
-    shared: &Shared,
-    breakers: &Arc<Breakers>,
+    at: &Settle<B>,
     stored: StoredEvent,
     attempt: u32,
 ) -> Verdict {
+    let (bus, subscription, handlers) = (&at.bus, &at.subscription, &at.handlers);
+    let (shared, breakers) = (&*at.shared, &at.breakers);
     let event = &stored.event;
     let Some(handler) = handlers.get(&event.ty) else {
         return Verdict::Skip;
     };
-    // No version problem improves on redelivery.
-    let value = match shared.upcasters.upcast(event) {
-        Ok(v) => v,
+    // No version problem improves on redelivery. Data of the current
+    // version is decoded as stored, without a JSON tree in between.
+    let upcast = match shared.upcasters.needs_upcast(event) {
+        Ok(false) => None,
+        Ok(true) => match shared.upcasters.upcast(event) {
+            Ok(v) => Some(v),
+            Err(e) => return Verdict::Terminate(e.to_string()),
+        },
         Err(e) => return Verdict::Terminate(e.to_string()),
     };
-    let key = idempotency_key(&shared.name, subscription, event);
-    let guard = match claim(shared, &key).await {
-        Ok(guard) => guard,
-        Err(verdict) => return verdict,
+    let delivery = Arc::new(Handling {
+        bus: bus.clone(),
+        trace: causal::handler_trace(event, &mut RandomIds),
+        event: stored,
+        attempt,
+        breakers: Arc::clone(breakers),
+        service: Arc::clone(&shared.name),
+        subscription: Arc::clone(subscription),
+        key: std::sync::OnceLock::new(),
+    });
+    let event = &delivery.event.event;
+    let guard = match &shared.processed {
+        None => None,
+        Some(store) => match Box::pin(claim(store, delivery.key())).await {
+            Ok(guard) => Some(guard),
+            Err(verdict) => return verdict,
+        },
     };
-    let trace = causal::handler_trace(event, &mut RandomIds);
     let span = tracing::info_span!(
         "handle",
         service = %shared.name,
@@ -836,18 +871,16 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
         ty = %event.ty,
         id = %event.id,
         correlation_id = event.correlation_id.as_deref().unwrap_or(&event.id),
-        traceparent = %trace,
+        traceparent = %delivery.trace,
         attempt,
     );
     let ctx = Context {
-        bus: bus.clone(),
-        event: Arc::new(stored),
-        trace,
-        attempt,
-        breakers: Arc::clone(breakers),
-        key,
-        service: Arc::clone(&shared.name),
+        delivery: Arc::clone(&delivery),
         published: Arc::new(AtomicU32::new(0)),
+    };
+    let data = match &upcast {
+        Some(value) => Data::Upcast(value),
+        None => Data::Current(&delivery.event.event.data),
     };
     let config = &shared.config;
     let run = async {
@@ -859,10 +892,10 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
             // Each call numbers its follow-ups from 0, so that it derives
             // the same ids as the call before it.
             let call_ctx = Context {
+                delivery: Arc::clone(&ctx.delivery),
                 published: Arc::new(AtomicU32::new(0)),
-                ..ctx.clone()
             };
-            let call = handler(call_ctx, &value);
+            let call = handler(call_ctx, data);
             let outcome = match tokio::time::timeout(config.handler_timeout, call).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(HandlerError::Retry {
@@ -894,7 +927,7 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
             };
             let retry_here =
                 matches!(error, HandlerError::Retry { .. }) && retries < config.in_process_retries;
-            report_failure(shared, &ctx, &error, retry_here).await;
+            Box::pin(report_failure(shared, &ctx, &error, retry_here)).await;
             match error {
                 HandlerError::Permanent { reason } => return Verdict::Terminate(reason),
                 HandlerError::Retry { reason, delay_ms } if !retry_here => {
@@ -930,16 +963,16 @@ async fn report_failure<B: Bus>(
     };
     let data = serde_json::json!({
         "service": &*shared.name,
-        "event_id": ctx.event.event.id,
-        "event_type": ctx.event.event.ty,
-        "topic": ctx.event.topic,
-        "attempt": ctx.attempt,
+        "event_id": ctx.event().event.id,
+        "event_type": ctx.event().event.ty,
+        "topic": ctx.event().topic,
+        "attempt": ctx.attempt(),
         "error": reason,
         "next": next,
     });
     let failed = Event::new(HANDLER_FAILED, data.to_string()).with_source(&*shared.name);
-    let failed = causal::follow_up(&ctx.event.event, &ctx.trace, failed);
-    if ctx.bus.publish(topic, failed).await.is_err() {
+    let failed = causal::follow_up(&ctx.event().event, ctx.trace(), failed);
+    if ctx.bus().publish(topic, failed).await.is_err() {
         shared.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
     }
 }

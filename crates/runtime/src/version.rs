@@ -130,6 +130,22 @@ impl Upcasters {
         self.types.get(ty).map_or(1, |steps| steps.len() as u32 + 1)
     }
 
+    /// Whether `event`'s data is of an older version that must be upcast
+    /// before it is decoded (`false`: it is current, decode it as it is);
+    /// an error for a version newer than the current one.
+    pub fn needs_upcast(&self, event: &Event) -> Result<bool, VersionError> {
+        let version = version_of(event)?;
+        let current = self.current(&event.ty);
+        if version > current {
+            return Err(VersionError::Newer {
+                ty: event.ty.clone(),
+                version,
+                current,
+            });
+        }
+        Ok(version < current)
+    }
+
     /// `event`'s data as the current version of its type.
     pub fn upcast(&self, event: &Event) -> Result<Value, VersionError> {
         let ty = &event.ty;

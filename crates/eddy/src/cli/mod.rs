@@ -26,7 +26,7 @@
 mod bench;
 mod connect;
 mod consume;
-mod demo;
+pub(crate) mod demo;
 mod dlq;
 mod exit;
 mod json;

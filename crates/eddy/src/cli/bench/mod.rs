@@ -13,6 +13,7 @@ mod log;
 mod machine;
 mod memory;
 mod report;
+mod runtime;
 mod server;
 mod target;
 mod units;
@@ -40,6 +41,9 @@ enum BenchCommand {
     /// HTTP, against the embedded broker in the same run; its latency and
     /// memory.
     Server(server::BenchServerArgs),
+    /// The application runtime's overhead over the bus (a no-op handler
+    /// against a raw consume + ack), and the demo shop's orders per second.
+    Runtime(runtime::BenchRuntimeArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -47,6 +51,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Log(args) => log::run(&args),
         BenchCommand::Broker(args) => broker::run(&args),
         BenchCommand::Server(args) => server::run(&args),
+        BenchCommand::Runtime(args) => runtime::run(&args),
     }
 }
 

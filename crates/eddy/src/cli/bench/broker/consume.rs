@@ -115,9 +115,13 @@ fn preload_embedded(runtime: &Runtime, dir: &Path, events: u64) -> Result<()> {
 /// Creates `topic` with [`PARTITIONS`] partitions and publishes `events`
 /// events of [`EVENT_BYTES`] into it, in batches of 10,000.
 pub async fn preload<B: Bus>(bus: &B, topic: &str, events: u64) -> Result<()> {
+    preload_data(bus, topic, events, Bytes::from(pattern(EVENT_BYTES))).await
+}
+
+/// [`preload`] with `data` as every event's data.
+pub async fn preload_data<B: Bus>(bus: &B, topic: &str, events: u64, data: Bytes) -> Result<()> {
     bus.create_topic(topic, TopicConfig::with_partitions(PARTITIONS))
         .await?;
-    let data = Bytes::from(pattern(EVENT_BYTES));
     let mut n = 0;
     while n < events {
         let batch: Vec<Event> = (n..events.min(n + PRELOAD_BATCH))
