@@ -32,6 +32,7 @@ pub use processed::{
     Claim, ClaimGuard, ProcessedConfig, ProcessedError, ProcessedIds, ProcessedStats,
 };
 pub use service::{
-    Context, HANDLER_FAILED, HandlerError, Running, Service, ServiceConfig, ServiceStats,
+    Context, HANDLER_FAILED, HandlerError, HandlerOptions, Running, Service, ServiceConfig,
+    ServiceStats,
 };
 pub use version::{Upcasters, VERSION_HEADER, VersionError, version_of, with_version};

@@ -358,6 +358,23 @@ type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Sen
 /// is borrowed, so an in-process retry decodes it again without a copy.
 type Handler<B> = Arc<dyn Fn(Context<B>, Data<'_>) -> HandlerFuture + Send + Sync>;
 
+/// Limits of one handler, beyond the service's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandlerOptions {
+    /// Calls of this handler in flight at once (within the service's
+    /// `concurrency`); `None`: only the service's bound.
+    pub concurrency: Option<u32>,
+    /// Longest one call may take; `None`: the service's `handler_timeout`.
+    pub timeout: Option<Duration>,
+}
+
+/// A handler and its limits.
+struct Route<B> {
+    call: Handler<B>,
+    timeout: Option<Duration>,
+    limit: Option<Arc<Semaphore>>,
+}
+
 /// An event's data as its handler decodes it: as stored when it is of the
 /// type's current version, else upcast.
 #[derive(Debug, Clone, Copy)]
@@ -399,7 +416,7 @@ pub struct Service<B> {
     config: ServiceConfig,
     upcasters: Arc<Upcasters>,
     /// Per subscription, per event type.
-    routes: HashMap<String, HashMap<String, Handler<B>>>,
+    routes: HashMap<String, HashMap<String, Route<B>>>,
     breakers: HashMap<String, Arc<Guard>>,
     /// Per subscription, the breakers whose opening pauses its fetching.
     pauses: HashMap<String, Vec<String>>,
@@ -485,7 +502,24 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
 
     /// Handles events of type `ty` delivered on `subscription`, decoded
     /// from JSON (after upcasting) as `T`.
-    pub fn on<T, F, Fut>(mut self, subscription: &str, ty: &str, handler: F) -> Service<B>
+    pub fn on<T, F, Fut>(self, subscription: &str, ty: &str, handler: F) -> Service<B>
+    where
+        T: DeserializeOwned + Send + 'static,
+        F: Fn(Context<B>, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.on_with(subscription, ty, HandlerOptions::default(), handler)
+    }
+
+    /// [`Service::on`] with limits of this handler's own: how many of its
+    /// calls run at once, and how long one may take.
+    pub fn on_with<T, F, Fut>(
+        mut self,
+        subscription: &str,
+        ty: &str,
+        options: HandlerOptions,
+        handler: F,
+    ) -> Service<B>
     where
         T: DeserializeOwned + Send + 'static,
         F: Fn(Context<B>, T) -> Fut + Send + Sync + 'static,
@@ -501,10 +535,17 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
             let handler = Arc::clone(&handler);
             Box::pin(async move { handler(ctx, decoded?).await })
         });
+        let route = Route {
+            call: erased,
+            timeout: options.timeout,
+            limit: options
+                .concurrency
+                .map(|n| Arc::new(Semaphore::new(n.max(1) as usize))),
+        };
         self.routes
             .entry(subscription.to_string())
             .or_default()
-            .insert(ty.to_string(), erased);
+            .insert(ty.to_string(), route);
         self
     }
 
@@ -580,7 +621,7 @@ struct Shared {
 async fn consume<B: Bus + Clone + Send + Sync + 'static>(
     bus: B,
     subscription: Arc<String>,
-    handlers: Arc<HashMap<String, Handler<B>>>,
+    handlers: Arc<HashMap<String, Route<B>>>,
     shared: Arc<Shared>,
     (breakers, pause_on): (Arc<Breakers>, Vec<String>),
     mut stopped: watch::Receiver<bool>,
@@ -686,7 +727,7 @@ const ACK_BATCH_MAX: usize = 1000;
 struct Settle<B> {
     bus: B,
     subscription: Arc<String>,
-    handlers: Arc<HashMap<String, Handler<B>>>,
+    handlers: Arc<HashMap<String, Route<B>>>,
     shared: Arc<Shared>,
     breakers: Arc<Breakers>,
 }
@@ -833,7 +874,7 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
     let (bus, subscription, handlers) = (&at.bus, &at.subscription, &at.handlers);
     let (shared, breakers) = (&*at.shared, &at.breakers);
     let event = &stored.event;
-    let Some(handler) = handlers.get(&event.ty) else {
+    let Some(route) = handlers.get(&event.ty) else {
         return Verdict::Skip;
     };
     // No version problem improves on redelivery. Data of the current
@@ -887,7 +928,8 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
         let mut retries = 0;
         // Time spent waiting for breakers to let calls through.
         let mut refused_ms = 0u64;
-        let refused_ms_max = config.handler_timeout.as_millis() as u64;
+        let timeout = route.timeout.unwrap_or(config.handler_timeout);
+        let refused_ms_max = timeout.as_millis() as u64;
         loop {
             // Each call numbers its follow-ups from 0, so that it derives
             // the same ids as the call before it.
@@ -895,11 +937,18 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
                 delivery: Arc::clone(&ctx.delivery),
                 published: Arc::new(AtomicU32::new(0)),
             };
-            let call = handler(call_ctx, data);
-            let outcome = match tokio::time::timeout(config.handler_timeout, call).await {
+            // The handler's own bound, held for the call only.
+            let permit = match &route.limit {
+                Some(limit) => limit.acquire().await.ok(),
+                None => None,
+            };
+            let call = (route.call)(call_ctx, data);
+            let outcome = tokio::time::timeout(timeout, call).await;
+            drop(permit);
+            let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(_) => Err(HandlerError::Retry {
-                    reason: format!("the handler took over {:?}", config.handler_timeout),
+                    reason: format!("the handler took over {timeout:?}"),
                     delay_ms: None,
                 }),
             };

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use eddy_broker::{Broker, BrokerConfig, ManualClock};
 use eddy_bus::{Backoff, Bus, Event, ReadFrom, RetryPolicy, SubscriptionConfig, TopicConfig};
-use eddy_runtime::{BreakerConfig, HandlerError, Service, ServiceConfig, TraceParent};
+use eddy_runtime::{
+    BreakerConfig, HandlerError, HandlerOptions, Service, ServiceConfig, TraceParent,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +227,76 @@ async fn at_most_the_configured_handlers_run_at_once() {
     running.stop().await;
     let most = most.load(Ordering::SeqCst);
     assert!((1..=2).contains(&most), "{most} handlers ran at once");
+    bus.close().unwrap();
+}
+
+/// Counts a handler call while it runs, abandoned (dropped) or not.
+struct Running(Arc<AtomicU32>);
+
+impl Running {
+    fn enter(in_flight: &Arc<AtomicU32>, most: &AtomicU32) -> Running {
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        Running(Arc::clone(in_flight))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_keeps_to_its_own_bound_and_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir).await;
+    let in_flight = Arc::new(AtomicU32::new(0));
+    let most = Arc::new(AtomicU32::new(0));
+    let config = ServiceConfig {
+        concurrency: 8,
+        in_process_retries: 0,
+        ..quick()
+    };
+    let one_at_a_time = HandlerOptions {
+        concurrency: Some(1),
+        timeout: Some(Duration::from_millis(50)),
+    };
+    let service = {
+        let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+        Service::new(bus.clone(), config).on_with(
+            "inventory-svc",
+            "OrderPlaced",
+            one_at_a_time,
+            move |_ctx, placed: OrderPlaced| {
+                let (in_flight, most) = (Arc::clone(&in_flight), Arc::clone(&most));
+                async move {
+                    let _running = Running::enter(&in_flight, &most);
+                    // Order 0 never finishes within its timeout.
+                    let pause = if placed.order == 0 { 10_000 } else { 5 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    Ok(())
+                }
+            },
+        )
+    };
+    let running = service.start();
+    for n in 0..8 {
+        bus.publish("orders", placed(&format!("p{n}"), n))
+            .await
+            .unwrap();
+    }
+    until("seven handled, one dead-lettered", || {
+        let s = running.stats();
+        s.handled.load(Ordering::SeqCst) == 7 && s.nacked.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(most.load(Ordering::SeqCst), 1, "one call at a time");
+    let dead = bus.dead_letters("inventory-svc", 0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let error = dead[0].last_error.as_deref().unwrap_or("");
+    assert!(error.contains("took over 50ms"), "{error}");
     bus.close().unwrap();
 }
 
