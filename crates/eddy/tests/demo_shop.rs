@@ -52,10 +52,10 @@ fn the_shop_runs_in_one_process_and_its_orders_can_be_traced() {
     let trace = run(&["trace", &order, "--dir", data], &[], None);
     trace.ok().stdout_has(&[
         "sequenceDiagram",
-        "storefront->>Event_Bus: OrderPlaced (shop.orders)",
-        "Event_Bus->>payment: InventoryReserved",
-        "shipping->>Event_Bus: ShipmentCreated (shop.shipping)",
-        "order->>Event_Bus: OrderShipped (shop.orders)",
+        "p_storefront->>p_Event_Bus: OrderPlaced (shop.orders)",
+        "p_Event_Bus->>p_payment: InventoryReserved",
+        "p_shipping->>p_Event_Bus: ShipmentCreated (shop.shipping)",
+        "p_order->>p_Event_Bus: OrderShipped (shop.orders)",
     ]);
     run(&["trace", "o-nothing-1", "--dir", data], &[], None)
         .code(5)
@@ -94,7 +94,7 @@ fn the_shop_runs_as_a_process_per_service_against_a_server() {
     // Every email fails at first: each order's notification was retried.
     let order = format!("o-{}-0", run_id(&demo.stdout));
     server.eddy(&["trace", &order]).ok().stdout_has(&[
-        "Note over notification: ✗ delivery 1",
-        "participant order as order",
+        "Note over p_notification: ✗ delivery 1",
+        "participant p_order as order",
     ]);
 }

@@ -150,7 +150,9 @@ struct Inner {
 struct State {
     /// Key → when it was recorded (ms).
     at: HashMap<Arc<str>, i64>,
-    /// The keys in the order they were recorded, to forget the oldest.
+    /// The keys in the order they were recorded, to forget the oldest. A
+    /// key recorded again (after it expired) is here twice; only the entry
+    /// whose time matches `at` counts.
     order: VecDeque<(Arc<str>, i64)>,
     in_flight: HashMap<Arc<str>, watch::Sender<()>>,
     stats: ProcessedStats,
@@ -158,24 +160,24 @@ struct State {
 
 impl State {
     fn insert(&mut self, key: Arc<str>, at_ms: i64) {
-        if self.at.insert(Arc::clone(&key), at_ms).is_none() {
-            self.order.push_back((key, at_ms));
-        }
+        self.at.insert(Arc::clone(&key), at_ms);
+        self.order.push_back((key, at_ms));
     }
 
     /// Forgets keys older than `oldest_ms`, and the oldest past `max`.
     fn forget(&mut self, oldest_ms: i64, max: usize) {
         while let Some((key, at_ms)) = self.order.front() {
+            let current = self.at.get(key) == Some(at_ms);
             let expired = *at_ms < oldest_ms;
-            if !expired && self.order.len() <= max {
+            if current && !expired && self.at.len() <= max {
                 break;
             }
-            if !expired {
-                self.stats.forgotten_early += 1;
+            if current {
+                if !expired {
+                    self.stats.forgotten_early += 1;
+                }
+                self.at.remove(key);
             }
-            // A key recorded again later is only in `order` once (insert
-            // skips it), so this entry is the one in `at`.
-            self.at.remove(key);
             self.order.pop_front();
         }
         self.stats.keys = self.at.len();
@@ -207,7 +209,11 @@ impl ProcessedIds {
         log.apply_retention()?;
         let mut state = State::default();
         let oldest = clock.now_ms().saturating_sub(config.retention_ms as i64);
-        let mut from = log.first_offset();
+        // Only what is within the retention, and never more than
+        // `entries_max` keys in memory at once.
+        let mut from = log
+            .offset_for_timestamp(oldest)?
+            .unwrap_or(log.next_offset());
         while from < log.next_offset() {
             let batches = log.read(from, LOAD_CHUNK_BYTES)?;
             let Some(last) = batches.last() else { break };
@@ -225,6 +231,7 @@ impl ProcessedIds {
                     state.insert(Arc::from(key), record.timestamp_ms);
                 }
             }
+            state.forget(oldest, config.entries_max);
             from = next;
         }
         state.forget(oldest, config.entries_max);
@@ -295,21 +302,25 @@ impl ProcessedIds {
                 .collect();
             let log = &store.inner.log;
             let receipt = log.append_batch(&records)?;
-            let recorded = store.state().stats.recorded;
             let n = guards.len() as u64;
-            if (recorded + n) / RETENTION_EVERY != recorded / RETENTION_EVERY {
-                log.apply_retention()?;
-            }
             let oldest = store.oldest_ms();
             let mut state = store.state();
             for guard in &guards {
                 state.insert(Arc::clone(&guard.key), receipt.timestamp_ms);
             }
+            let recorded = state.stats.recorded;
             state.stats.recorded += n;
             state.forget(oldest, store.inner.config.entries_max);
             drop(state);
             // Released only now, so a waiter claiming again finds them done.
             drop(guards);
+            // The keys are recorded; deleting old segments is housekeeping,
+            // and a failure of it is the next pass's to retry.
+            if (recorded + n) / RETENTION_EVERY != recorded / RETENTION_EVERY
+                && let Err(e) = log.apply_retention()
+            {
+                tracing::warn!(error = %e, "the processed-id store could not delete old segments");
+            }
             Ok(())
         })
         .await
@@ -382,6 +393,45 @@ mod tests {
         drop(store);
         let store = ProcessedIds::open(dir.path(), config(), clock).unwrap();
         assert_eq!(store.stats().loaded, 0, "expired keys are not loaded");
+    }
+
+    #[tokio::test]
+    async fn a_key_recorded_again_after_it_expired_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let store = ProcessedIds::open(dir.path(), config(), clock.clone()).unwrap();
+        store.record(vec![fresh(&store, "a")]).await.unwrap();
+        clock.advance_ms(61_000);
+        assert!(!store.contains("a"), "expired");
+        store.record(vec![fresh(&store, "a")]).await.unwrap();
+        assert!(
+            store.contains("a"),
+            "recorded again, not forgotten with its old entry"
+        );
+        assert_eq!(store.stats().keys, 1);
+        assert_eq!(store.stats().forgotten_early, 0);
+    }
+
+    #[tokio::test]
+    async fn loading_keeps_at_most_entries_max_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let store = ProcessedIds::open(dir.path(), config(), clock.clone()).unwrap();
+        for n in 0..50 {
+            clock.advance_ms(1);
+            store
+                .record(vec![fresh(&store, &format!("k{n}"))])
+                .await
+                .unwrap();
+        }
+        drop(store);
+        let small = ProcessedConfig {
+            entries_max: 10,
+            ..config()
+        };
+        let store = ProcessedIds::open(dir.path(), small, clock).unwrap();
+        assert_eq!(store.stats().loaded, 10);
+        assert!(store.contains("k49") && !store.contains("k39"));
     }
 
     #[tokio::test]

@@ -33,7 +33,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use eddy_bus::{
-    AckId, Bus, BusError, Delivery, Event, FetchOptions, NackOptions, Published, StoredEvent,
+    AckId, Bus, BusError, Delivery, Event, FETCH_MAX, FetchOptions, NackOptions, Published,
+    StoredEvent, WAIT_MS_MAX,
 };
 use eddy_log::{Clock, SystemClock};
 use futures_util::FutureExt;
@@ -44,7 +45,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Outcome};
+use crate::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Outcome, Permit};
 use crate::causal::{self, RandomIds, TraceParent};
 use crate::processed::{Claim, ClaimGuard, ProcessedIds};
 use crate::version::Upcasters;
@@ -108,7 +109,7 @@ pub struct ServiceConfig {
     /// Handler calls in flight at once, over all subscriptions.
     pub concurrency: u32,
     /// Longest a handler call may take; past it the call is abandoned and
-    /// the event redelivered.
+    /// counts as a `Retry` (in-process retries, then redelivery).
     pub handler_timeout: Duration,
     /// In-process attempts after a `Retry` before the event is handed back
     /// to the broker.
@@ -203,8 +204,9 @@ impl<B: Bus> Context<B> {
     /// id becomes one derived from the idempotency key and the number of
     /// follow-ups this call published before it, so a handler run again for
     /// the same event (a retry, a redelivery) publishes the same ids, and
-    /// the bus's dedup window keeps only the first. The source `eddy` (the
-    /// default) becomes the service's name.
+    /// the bus's dedup window keeps only the first — provided the handler
+    /// publishes its follow-ups one after the other, not concurrently. The
+    /// source `eddy` (the default) becomes the service's name.
     pub async fn publish(&self, topic: &str, mut event: Event) -> Result<Published, BusError> {
         let d = &self.delivery;
         let n = self.published.fetch_add(1, Ordering::Relaxed);
@@ -247,15 +249,45 @@ impl<B: Bus> Context<B> {
                 });
             }
         };
+        // A call abandoned before it returns (a handler timeout, a panic)
+        // counts as a failure: a probe must never stay out for good.
+        let mut pending = PendingCall {
+            guard,
+            clock: clock.as_ref(),
+            permit: Some(permit),
+        };
         let result = call.await;
         let outcome = if result.is_ok() {
             Outcome::Success
         } else {
             Outcome::Failure
         };
-        guard.lock().record(permit, outcome, clock.now_ms());
+        pending.finish(outcome);
         breakers.report(bus, guard).await;
         result.map_err(|e| HandlerError::retry(format!("{breaker}: {e}")))
+    }
+}
+
+/// A breaker's call in progress; dropped unfinished, it records a failure.
+struct PendingCall<'a> {
+    guard: &'a Guard,
+    clock: &'a dyn Clock,
+    permit: Option<Permit>,
+}
+
+impl PendingCall<'_> {
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some(permit) = self.permit.take() {
+            self.guard
+                .lock()
+                .record(permit, outcome, self.clock.now_ms());
+        }
+    }
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Failure);
     }
 }
 
@@ -275,13 +307,24 @@ fn derived_id(key: &str, n: u32) -> String {
 }
 
 /// The idempotency key of `event` on `subscription` of service `service`:
-/// CloudEvents make source + id unique per event.
+/// CloudEvents make source + id unique per event. A source and id longer
+/// than 256 bytes together are replaced by their SHA-256, so that every
+/// key fits the store.
 fn idempotency_key(service: &str, subscription: &str, event: &Event) -> Arc<str> {
     let sep = '\u{1f}';
-    Arc::from(format!(
-        "{service}{sep}{subscription}{sep}{}{sep}{}",
-        event.source, event.id
-    ))
+    let (source, id) = (&event.source, &event.id);
+    if source.len() + id.len() <= 256 {
+        return Arc::from(format!(
+            "{service}{sep}{subscription}{sep}{source}{sep}{id}"
+        ));
+    }
+    let digest = Sha256::new()
+        .chain_update(source.as_bytes())
+        .chain_update([0x1f])
+        .chain_update(id.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Arc::from(format!("{service}{sep}{subscription}{sep}sha256:{hex}"))
 }
 
 /// One named breaker.
@@ -552,8 +595,11 @@ impl<B: Bus + Clone + Send + Sync + 'static> Service<B> {
     /// Starts fetching on every subscription with a handler.
     pub fn start(self) -> Running {
         let (stop, stopped) = watch::channel(false);
+        // What an idle subscription may hold while it waits for events.
+        let quiet_share = (self.config.concurrency / self.routes.len().max(1) as u32).max(1);
         let shared = Arc::new(Shared {
             slots: Arc::new(Semaphore::new(self.config.concurrency.max(1) as usize)),
+            quiet_share,
             name: Arc::from(self.config.name.as_str()),
             processed: self.processed,
             config: self.config,
@@ -607,6 +653,9 @@ impl Running {
 }
 
 struct Shared {
+    /// Slots an idle subscription's long poll may hold: its share of the
+    /// concurrency.
+    quiet_share: u32,
     name: Arc<str>,
     processed: Option<ProcessedIds>,
     config: ServiceConfig,
@@ -627,22 +676,36 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut tasks = JoinSet::new();
-    let idle = Duration::from_millis(shared.config.fetch_wait_ms.max(10));
+    let wait_ms = shared.config.fetch_wait_ms.min(WAIT_MS_MAX);
+    let idle = Duration::from_millis(wait_ms.max(10));
+    // The last fetch found nothing.
+    let mut quiet = false;
     loop {
-        // Wait for a batch of free slots — half of them, so that a busy
-        // service fetches in batches rather than one event per freed slot
-        // (a fetch reads and checks the log: few large ones cost less than
-        // many small ones; an idle service has all its slots free at once)
-        // — then take as many as are free.
-        let batch = (shared.config.concurrency / 2).max(1);
+        // Busy: wait for a batch of free slots — half of them, so that a
+        // busy service fetches in batches rather than one event per freed
+        // slot (a fetch reads and checks the log: few large ones cost less
+        // than many small ones) — take as many as are free, and fetch
+        // without waiting. Quiet: wait for the next events holding at most
+        // this subscription's share of the slots, so that a long poll does
+        // not keep the slots the service's other subscriptions need.
+        let want = if quiet {
+            1
+        } else {
+            (shared.config.concurrency / 2).max(1)
+        };
         let first = tokio::select! {
-            permit = Arc::clone(&shared.slots).acquire_many_owned(batch) => permit,
+            permit = Arc::clone(&shared.slots).acquire_many_owned(want) => permit,
             _ = stopped.wait_for(|s| *s) => break,
         };
         let Ok(mut permit) = first else { break };
         let free = shared.slots.available_permits() as u32;
-        if free > 0
-            && let Ok(more) = Arc::clone(&shared.slots).try_acquire_many_owned(free)
+        let more = if quiet {
+            free.min(shared.quiet_share - 1)
+        } else {
+            free
+        };
+        if more > 0
+            && let Ok(more) = Arc::clone(&shared.slots).try_acquire_many_owned(more)
         {
             permit.merge(more);
         }
@@ -662,11 +725,11 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
         let max = if probing {
             1
         } else {
-            permit.num_permits() as u32
+            (permit.num_permits() as u32).min(FETCH_MAX)
         };
         let options = FetchOptions {
             max,
-            wait_ms: shared.config.fetch_wait_ms,
+            wait_ms: if quiet { wait_ms } else { 0 },
         };
         let fetched = tokio::select! {
             fetched = bus.fetch(&subscription, options) => fetched,
@@ -674,6 +737,7 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
         };
         let deliveries = match fetched {
             Ok(d) => {
+                quiet = d.is_empty();
                 shared.stats.fetches.fetch_add(1, Ordering::Relaxed);
                 shared
                     .stats
@@ -720,6 +784,9 @@ async fn consume<B: Bus + Clone + Send + Sync + 'static>(
 
 /// Deliveries handled by one task.
 const CHUNK: usize = 512;
+/// How long a handled event whose key could not be recorded waits before
+/// its redelivery.
+const STORE_RETRY_MS: u64 = 1000;
 /// Most acks in one `ack_all`.
 const ACK_BATCH_MAX: usize = 1000;
 
@@ -831,15 +898,39 @@ async fn flush_acks<B: Bus>(at: &Settle<B>, acks: &mut Vec<(AckId, Option<ClaimG
     }
     let stats = &at.shared.stats;
     let batch = std::mem::take(acks);
-    let (ids, guards): (Vec<AckId>, Vec<Option<ClaimGuard>>) = batch.into_iter().unzip();
-    let guards: Vec<ClaimGuard> = guards.into_iter().flatten().collect();
-    if let Some(store) = &at.shared.processed
-        && let Err(e) = store.record(guards).await
-    {
-        tracing::warn!(error = %e, "the processed-id store failed: the events are not acked");
-        stats
-            .bus_errors
-            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    let (mut ids, mut claimed, mut guards) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, guard) in batch {
+        match guard {
+            Some(guard) => {
+                claimed.push(id);
+                guards.push(guard);
+            }
+            None => ids.push(id),
+        }
+    }
+    match &at.shared.processed {
+        Some(store) if !guards.is_empty() => match store.record(guards).await {
+            Ok(()) => ids.append(&mut claimed),
+            Err(e) => {
+                // Handled but not recorded: not acked, but handed back to
+                // be handled again after a pause, rather than left to
+                // their leases.
+                tracing::error!(error = %e, "the processed-id store failed: handled events are redelivered");
+                stats
+                    .bus_errors
+                    .fetch_add(claimed.len() as u64, Ordering::Relaxed);
+                for id in &claimed {
+                    let options = NackOptions {
+                        delay_ms: Some(STORE_RETRY_MS),
+                        error: Some(format!("the processed-id store failed: {e}")),
+                    };
+                    let _ = at.bus.nack(&at.subscription, id, options).await;
+                }
+            }
+        },
+        _ => ids.append(&mut claimed),
+    }
+    if ids.is_empty() {
         return;
     }
     let failed = match at.bus.ack_all(&at.subscription, &ids).await {
@@ -942,11 +1033,21 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
                 Some(limit) => limit.acquire().await.ok(),
                 None => None,
             };
-            let call = (route.call)(call_ctx, data);
+            // A panicking handler fails its own event only, not the others
+            // of its chunk.
+            let call = std::panic::AssertUnwindSafe((route.call)(call_ctx, data)).catch_unwind();
             let outcome = tokio::time::timeout(timeout, call).await;
             drop(permit);
             let outcome = match outcome {
-                Ok(outcome) => outcome,
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(HandlerError::retry(format!("the handler panicked: {what}")))
+                }
                 Err(_) => Err(HandlerError::Retry {
                     reason: format!("the handler took over {timeout:?}"),
                     delay_ms: None,
@@ -1028,3 +1129,40 @@ async fn report_failure<B: Bus>(
 
 /// The type of the events reporting failed handler calls.
 pub const HANDLER_FAILED: &str = "HandlerFailed";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eddy_log::ManualClock;
+
+    #[test]
+    fn an_abandoned_probe_counts_as_a_failure() {
+        let clock = ManualClock::new(0);
+        let config = BreakerConfig {
+            consecutive_failures: Some(1),
+            open_ms: 100,
+            half_open_probes: 1,
+            ..BreakerConfig::default()
+        };
+        let guard = Guard {
+            name: "gateway".into(),
+            breaker: std::sync::Mutex::new(Breaker::new(config).unwrap()),
+        };
+        let permit = guard.lock().try_call(0).unwrap();
+        guard.lock().record(permit, Outcome::Failure, 0);
+        clock.advance_ms(100);
+        let probe = guard.lock().try_call(100).unwrap();
+        assert_eq!(guard.lock().state(), BreakerState::HalfOpen);
+        // The handler's call is dropped mid-way (its timeout, a panic).
+        drop(PendingCall {
+            guard: &guard,
+            clock: &clock,
+            permit: Some(probe),
+        });
+        assert_eq!(
+            guard.lock().state(),
+            BreakerState::Open,
+            "the probe is not out for good"
+        );
+    }
+}

@@ -47,8 +47,9 @@ pub struct TraceArgs {
     #[arg(long, value_name = "TIME", value_parser = parse::position)]
     since: Option<Position>,
     /// Keep at most this many events of the correlation.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    max_events: usize,
+    #[arg(long, default_value_t = 10_000, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_events: u64,
     #[command(flatten)]
     remote: Remote,
 }
@@ -65,7 +66,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
     let query = Query {
         id: args.correlation_id.clone(),
         since,
-        max_events: args.max_events,
+        max_events: args.max_events as usize,
     };
     let text = match &args.dir {
         Some(dir) => {
@@ -163,7 +164,10 @@ async fn collect<B: Bus>(bus: &B, query: &Query) -> Result<Found> {
         loop {
             let page = bus.dead_letters(&sub.name, next, CHUNK).await?;
             let Some(last) = page.last() else { break };
-            next = last.id + 1;
+            let Some(after) = last.id.checked_add(1) else {
+                break;
+            };
+            next = after;
             found.dead.extend(
                 page.into_iter()
                     .filter(|d| in_correlation(&d.event.event, &query.id)),
@@ -199,29 +203,40 @@ struct Failure {
     next: String,
 }
 
-/// Mermaid participant ids: the name's letters and digits, made unique.
+/// Mermaid participant ids: `p_` and the name's letters and digits
+/// (never a Mermaid keyword such as `end`), made unique. The bus's own
+/// participants are kept apart from services of the same name.
 #[derive(Debug, Default)]
 struct Participants {
-    ids: HashMap<String, String>,
+    ids: HashMap<(bool, String), String>,
     order: Vec<(String, String)>,
 }
 
 impl Participants {
+    /// A service (or any event source).
     fn id(&mut self, name: &str) -> String {
-        if let Some(id) = self.ids.get(name) {
+        self.participant(false, name)
+    }
+
+    /// One of the trace's own: the bus, the dead-letter queue.
+    fn own(&mut self, name: &str) -> String {
+        self.participant(true, name)
+    }
+
+    fn participant(&mut self, own: bool, name: &str) -> String {
+        let key = (own, name.to_string());
+        if let Some(id) = self.ids.get(&key) {
             return id.clone();
         }
-        let mut id: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        if id.is_empty() || id.starts_with(|c: char| c.is_ascii_digit()) {
-            id.insert(0, 'p');
-        }
+        let mut id: String = "p_".to_string();
+        id.extend(
+            name.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+        );
         while self.order.iter().any(|(taken, _)| *taken == id) {
             id.push('_');
         }
-        self.ids.insert(name.to_string(), id.clone());
+        self.ids.insert(key, id.clone());
         self.order.push((id.clone(), name.to_string()));
         id
     }
@@ -295,7 +310,7 @@ pub fn render(found: &Found, id: &str) -> Result<String> {
         });
     }
     let mut people = Participants::default();
-    let bus = people.id("Event Bus");
+    let bus = people.own("Event Bus");
     let mut lines = Vec::new();
     let failures: Vec<Failure> = found
         .events
@@ -360,7 +375,7 @@ pub fn render(found: &Found, id: &str) -> Result<String> {
             }
         }
         for d in found.dead.iter().filter(|d| d.event.event.id == event.id) {
-            let dlq = people.id("Dead-letter queue");
+            let dlq = people.own("Dead-letter queue");
             lines.push(format!(
                 "    {bus}->>{dlq}: {} dead-lettered by {} after {} attempts ({})",
                 clean(&event.ty),
@@ -453,18 +468,18 @@ mod tests {
         let expected = "\
 sequenceDiagram
     %% correlation o-1: 3 events, 1 dead letters
-    participant Event_Bus as Event Bus
-    participant storefront as storefront
-    participant inventory as inventory
-    participant notification as notification
-    participant Dead_letter_queue as Dead-letter queue
-    storefront->>Event_Bus: OrderPlaced (shop.orders)
-    Event_Bus->>inventory: OrderPlaced
-    inventory->>Event_Bus: InventoryReserved (shop.inventory)
-    Event_Bus->>notification: InventoryReserved
-    Note over notification: ✗ delivery 1: 1 try failed: 451  try later — handed back for redelivery after the backoff
-    Event_Bus->>Dead_letter_queue: InventoryReserved dead-lettered by notification-on-inventory after 4 attempts (max_deliveries)
-    Note over Dead_letter_queue: last error: 451 try later
+    participant p_Event_Bus as Event Bus
+    participant p_storefront as storefront
+    participant p_inventory as inventory
+    participant p_notification as notification
+    participant p_Dead_letter_queue as Dead-letter queue
+    p_storefront->>p_Event_Bus: OrderPlaced (shop.orders)
+    p_Event_Bus->>p_inventory: OrderPlaced
+    p_inventory->>p_Event_Bus: InventoryReserved (shop.inventory)
+    p_Event_Bus->>p_notification: InventoryReserved
+    Note over p_notification: ✗ delivery 1: 1 try failed: 451  try later — handed back for redelivery after the backoff
+    p_Event_Bus->>p_Dead_letter_queue: InventoryReserved dead-lettered by notification-on-inventory after 4 attempts (max_deliveries)
+    Note over p_Dead_letter_queue: last error: 451 try later
 ";
         assert_eq!(text, expected);
     }
@@ -478,9 +493,11 @@ sequenceDiagram
     #[test]
     fn participant_ids_are_mermaid_safe_and_unique() {
         let mut p = Participants::default();
-        assert_eq!(p.id("a-b"), "a_b");
-        assert_eq!(p.id("a_b"), "a_b_");
-        assert_eq!(p.id("9lives"), "p9lives");
-        assert_eq!(p.id("a-b"), "a_b");
+        assert_eq!(p.id("a-b"), "p_a_b");
+        assert_eq!(p.id("a_b"), "p_a_b_");
+        assert_eq!(p.id("end"), "p_end", "never a Mermaid keyword");
+        assert_eq!(p.id("a-b"), "p_a_b");
+        assert_eq!(p.own("Event Bus"), "p_Event_Bus");
+        assert_ne!(p.id("Event Bus"), "p_Event_Bus", "a service is not the bus");
     }
 }
