@@ -831,9 +831,13 @@ async fn settle_chunk<B: Bus + Clone + Send + Sync + 'static>(
                 ack_id,
                 attempt,
                 event,
-                ..
+                lease_deadline_ms,
             } = delivery;
-            let verdict = judge(at, event, attempt).await;
+            let lease = Lease {
+                id: &ack_id,
+                deadline_ms: lease_deadline_ms,
+            };
+            let verdict = judge(at, event, (lease, attempt)).await;
             drop(slot);
             (ack_id, verdict)
         })
@@ -960,7 +964,7 @@ async fn claim(store: &ProcessedIds, key: &str) -> Result<ClaimGuard, Verdict> {
 async fn judge<B: Bus + Clone + Send + Sync + 'static>(
     at: &Settle<B>,
     stored: StoredEvent,
-    attempt: u32,
+    (mut lease, attempt): (Lease<'_>, u32),
 ) -> Verdict {
     let (bus, subscription, handlers) = (&at.bus, &at.subscription, &at.handlers);
     let (shared, breakers) = (&*at.shared, &at.breakers);
@@ -1071,6 +1075,7 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
                     }
                     refused_ms += wait;
                     tokio::time::sleep(Duration::from_millis(wait)).await;
+                    lease.keep_for(at, timeout).await;
                     continue;
                 }
                 Err(e) => e,
@@ -1088,9 +1093,37 @@ async fn judge<B: Bus + Clone + Send + Sync + 'static>(
             retries += 1;
             shared.stats.retried.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(config.in_process_delay).await;
+            lease.keep_for(at, timeout).await;
         }
     };
     run.instrument(span).await
+}
+
+/// A delivery's lease, as the service knows it.
+struct Lease<'a> {
+    id: &'a AckId,
+    deadline_ms: i64,
+}
+
+impl Lease<'_> {
+    /// Before the service tries the event again: extends the lease if the
+    /// next try (up to `timeout`) could outlive it, so that retries and
+    /// breaker waits do not let the broker hand the event to another
+    /// consumer meanwhile. A failure is only counted: the lease may be gone
+    /// already, and the ack will say so.
+    async fn keep_for<B: Bus>(&mut self, at: &Settle<B>, timeout: Duration) {
+        let now = at.breakers.clock.now_ms();
+        let needed = now.saturating_add(timeout.as_millis() as i64);
+        if needed < self.deadline_ms {
+            return;
+        }
+        match Box::pin(at.bus.extend(&at.subscription, self.id)).await {
+            Ok(deadline_ms) => self.deadline_ms = deadline_ms,
+            Err(_) => {
+                at.shared.stats.bus_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// Logs a failed handler call and, with an outcomes topic, publishes it

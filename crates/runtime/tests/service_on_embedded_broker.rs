@@ -449,3 +449,67 @@ async fn an_open_breaker_pauses_fetching_until_a_probe_succeeds() {
     );
     bus.close().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_extend_the_lease_they_would_outlive() {
+    // Each try of the handler takes 600 ms of a manual clock shared with
+    // the broker, and the lease is 1,000 ms: three tries outlive it unless
+    // the service extends it between them.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = BrokerConfig {
+        timer_interval_ms: None,
+        ..BrokerConfig::default()
+    };
+    let bus = Broker::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    bus.create_topic("orders", TopicConfig::default())
+        .await
+        .unwrap();
+    bus.create_subscription(
+        "slow-svc",
+        SubscriptionConfig::new("orders").ack_wait_ms(1000),
+    )
+    .await
+    .unwrap();
+    let tries = Arc::new(AtomicU32::new(0));
+    let service_config = ServiceConfig {
+        in_process_retries: 2,
+        ..quick()
+    };
+    let service = {
+        let (tries, clock) = (Arc::clone(&tries), clock.clone());
+        Service::new(bus.clone(), service_config)
+            .clock(clock.clone())
+            .on(
+                "slow-svc",
+                "OrderPlaced",
+                move |_ctx, _placed: OrderPlaced| {
+                    let (tries, clock) = (Arc::clone(&tries), clock.clone());
+                    async move {
+                        clock.advance_ms(600);
+                        if tries.fetch_add(1, Ordering::SeqCst) < 2 {
+                            Err(HandlerError::retry("the warehouse is slow"))
+                        } else {
+                            Ok(())
+                        }
+                    }
+                },
+            )
+    };
+    let running = service.start();
+    bus.publish("orders", placed("p1", 1)).await.unwrap();
+    until("handled", || {
+        running.stats().handled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let stats = running.stop().await;
+    assert_eq!(tries.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        stats.bus_errors.load(Ordering::SeqCst),
+        0,
+        "the ack found its lease"
+    );
+    let sub = bus.subscription_stats("slow-svc").await.unwrap();
+    assert_eq!((sub.acked, sub.redelivered), (1, 0));
+    bus.close().unwrap();
+}
