@@ -12,6 +12,7 @@ mod disk;
 mod log;
 mod machine;
 mod memory;
+mod peers;
 mod report;
 mod runtime;
 mod server;
@@ -44,6 +45,9 @@ enum BenchCommand {
     /// The application runtime's overhead over the bus (a no-op handler
     /// against a raw consume + ack), and the demo shop's orders per second.
     Runtime(runtime::BenchRuntimeArgs),
+    /// Eddy side by side with the brokers running on this machine (NATS
+    /// JetStream, Redis Streams), through their own clients, in one run.
+    Peers(peers::BenchPeersArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -52,6 +56,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Broker(args) => broker::run(&args),
         BenchCommand::Server(args) => server::run(&args),
         BenchCommand::Runtime(args) => runtime::run(&args),
+        BenchCommand::Peers(args) => peers::run(&args),
     }
 }
 

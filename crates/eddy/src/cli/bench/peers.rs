@@ -1,0 +1,469 @@
+//! `eddy bench peers`: Eddy side by side with the brokers already running
+//! on this machine, through their own Rust clients, in one run (issue 5).
+//!
+//! So far, workload W1 — publish throughput: 1 KiB events, asynchronous
+//! with a window of 256 in flight (Redis: pipelines of 100, its idiom):
+//! - Eddy embedded (`publish` from a window of 256 tasks' futures), fsync
+//!   `always` and `never`;
+//! - NATS JetStream (async-nats; a file-storage stream; 256 publish acks
+//!   outstanding), as the machine runs it (it acknowledges before fsync);
+//! - Redis Streams (redis; `XADD` pipelined ×100), without persistence
+//!   (as the machine runs it) and with `appendonly yes` + `appendfsync
+//!   always` (set for the row, then restored).
+//!
+//! Rows are interleaved over rounds; each row's median and spread are
+//! reported. A peer that is not reachable is reported as skipped.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Args;
+use eddy_broker::{Broker, BrokerConfig};
+use eddy_bus::{Bus, Event, TopicConfig};
+use eddy_log::FsyncPolicy;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::runtime::Runtime;
+
+use super::disk::pattern;
+use super::report::{Row, RunInfo, Table};
+use super::units::grouped;
+use super::{Scratch, check_parent_exists};
+
+const NAME: &str = "eddy bench peers";
+/// Publishes in flight at once (W1).
+const WINDOW: usize = 256;
+/// Commands per Redis pipeline.
+const PIPELINE: usize = 100;
+const EVENT_BYTES: usize = 1024;
+
+#[derive(Debug, Args)]
+pub struct BenchPeersArgs {
+    /// Where Eddy's scratch directory goes [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Events per W1 run [default: 200000; 20000 with --quick]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    events: Option<u64>,
+    /// Rounds, each running every row once [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: Option<u32>,
+    /// NATS with JetStream
+    #[arg(long, default_value = "127.0.0.1:4222", value_name = "HOST:PORT")]
+    nats: String,
+    /// Redis
+    #[arg(long, default_value = "127.0.0.1:6379", value_name = "HOST:PORT")]
+    redis: String,
+    /// Also write the results as a markdown section into FILE.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// A smoke run: 20,000 events, one round.
+    #[arg(long)]
+    quick: bool,
+}
+
+/// One row of W1: who, at which durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Eddy(FsyncPolicy),
+    Nats,
+    Redis { fsync_always: bool },
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::Eddy(_) => "eddy embedded",
+            Target::Nats => "nats jetstream",
+            Target::Redis { .. } => "redis streams",
+        }
+    }
+
+    fn durability(self) -> String {
+        match self {
+            Target::Eddy(policy) => format!("fsync {policy}"),
+            Target::Nats => "file storage, acked before fsync (the machine's setting)".into(),
+            Target::Redis {
+                fsync_always: false,
+            } => "no persistence (the machine's setting)".into(),
+            Target::Redis { fsync_always: true } => "appendonly yes, appendfsync always".into(),
+        }
+    }
+
+    fn client(self) -> &'static str {
+        match self {
+            Target::Eddy(_) => "Bus::publish, 256 in flight",
+            Target::Nats => "async-nats, jetstream publish, 256 acks outstanding",
+            Target::Redis { .. } => "redis-rs, XADD pipelined ×100, one connection",
+        }
+    }
+}
+
+const TARGETS: [Target; 5] = [
+    Target::Eddy(FsyncPolicy::Always),
+    Target::Eddy(FsyncPolicy::Never),
+    Target::Nats,
+    Target::Redis {
+        fsync_always: false,
+    },
+    Target::Redis { fsync_always: true },
+];
+
+pub fn run(args: &BenchPeersArgs) -> Result<()> {
+    if let Some(path) = &args.markdown {
+        check_parent_exists(path)?;
+    }
+    let events = args
+        .events
+        .unwrap_or(if args.quick { 20_000 } else { 200_000 });
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("eddy-bench")
+        .build()
+        .context("start the async runtime")?;
+    let scratch = Scratch::create(args.dir.as_deref())?;
+    let run = RunInfo::start(scratch.path());
+    run.print_heading(NAME);
+    println!(
+        "W1 publish: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
+        grouped(events as f64)
+    );
+    // Per target: the rates of each round, or why it was skipped.
+    let mut results: Vec<(Target, Result<Vec<f64>, String>)> =
+        TARGETS.iter().map(|&t| (t, Ok(Vec::new()))).collect();
+    for round in 0..rounds {
+        for (target, result) in results.iter_mut() {
+            let Ok(rates) = result else { continue };
+            let dir = scratch.join(&format!("eddy-{round}-{}", rates.len()));
+            match w1(&runtime, *target, &dir, events, args) {
+                Ok(elapsed) => rates.push(events as f64 / elapsed.as_secs_f64()),
+                Err(e) => *result = Err(format!("{e:#}")),
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    drop(runtime);
+    let rows = rows(&results);
+    TABLE.print_header();
+    for row in &rows {
+        TABLE.print_row(row);
+    }
+    if let Some(path) = &args.markdown {
+        let mut md = run.markdown_heading(NAME);
+        md.push_str(&TABLE.markdown(&rows));
+        super::write_section(path, NAME, &md)?;
+    }
+    scratch.remove()
+}
+
+const TABLE: Table = Table {
+    columns: [
+        "workload",
+        "target",
+        "durability",
+        "median",
+        "spread",
+        "vs eddy always",
+        "vs eddy never",
+        "",
+        "",
+        "client",
+    ],
+    widths: [9, 15, 28, 20, 16, 14, 13, 0, 0],
+    right_aligned: [false, false, false, true, true, true, true, false, false],
+};
+
+fn median(rates: &[f64]) -> f64 {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The table: each target's median and spread, and Eddy's medians over
+/// it (how many times faster Eddy is).
+fn rows(results: &[(Target, Result<Vec<f64>, String>)]) -> Vec<Row> {
+    let eddy = |policy| {
+        results.iter().find_map(|(t, r)| match (t, r) {
+            (Target::Eddy(p), Ok(rates)) if *p == policy && !rates.is_empty() => {
+                Some(median(rates))
+            }
+            _ => None,
+        })
+    };
+    let (always, never) = (eddy(FsyncPolicy::Always), eddy(FsyncPolicy::Never));
+    results
+        .iter()
+        .map(|(target, result)| {
+            let (median_cell, spread, ratios) = match result {
+                Ok(rates) if !rates.is_empty() => {
+                    let m = median(rates);
+                    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = rates.iter().copied().fold(0.0, f64::max);
+                    let ratio = |e: Option<f64>| e.map_or("-".into(), |e| format!("{:.2}×", e / m));
+                    (
+                        format!("{} events/s", grouped(m)),
+                        format!("{}–{}", grouped(lo), grouped(hi)),
+                        [ratio(always), ratio(never)],
+                    )
+                }
+                Ok(_) => ("-".into(), "-".into(), ["-".into(), "-".into()]),
+                Err(why) => (
+                    "skipped".into(),
+                    "-".into(),
+                    ["-".into(), format!("unreachable: {why}")],
+                ),
+            };
+            let [vs_always, vs_never] = ratios;
+            [
+                "W1".into(),
+                target.name().into(),
+                target.durability(),
+                median_cell,
+                spread,
+                vs_always,
+                vs_never,
+                String::new(),
+                String::new(),
+                target.client().into(),
+            ]
+        })
+        .collect()
+}
+
+/// One W1 run of `target`: the time to have `events` acknowledged.
+fn w1(
+    runtime: &Runtime,
+    target: Target,
+    dir: &std::path::Path,
+    events: u64,
+    args: &BenchPeersArgs,
+) -> Result<Duration> {
+    let payload = Bytes::from(pattern(EVENT_BYTES));
+    match target {
+        Target::Eddy(fsync) => {
+            let config = BrokerConfig {
+                fsync,
+                ..BrokerConfig::default()
+            };
+            let broker = Broker::open(dir, config)?;
+            let elapsed = runtime.block_on(eddy_w1(&broker, payload, events));
+            broker.close()?;
+            elapsed
+        }
+        Target::Nats => runtime.block_on(nats_w1(&args.nats, payload, events)),
+        Target::Redis { fsync_always } => {
+            runtime.block_on(redis_w1(&args.redis, fsync_always, payload, events))
+        }
+    }
+}
+
+async fn eddy_w1(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> {
+    bus.create_topic("bench.w1", TopicConfig::with_partitions(4))
+        .await?;
+    let start = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    for n in 0..events {
+        if in_flight.len() >= WINDOW
+            && let Some(done) = in_flight.next().await
+        {
+            done?;
+        }
+        let event = Event::new("BenchW1", payload.clone())
+            .with_id(format!("w1-{n}"))
+            .with_key(format!("k{}", n % 64));
+        in_flight.push(bus.publish("bench.w1", event));
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
+    }
+    Ok(start.elapsed())
+}
+
+async fn nats_w1(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let js = async_nats::jetstream::new(client);
+    let name = "EDDY_BENCH_W1";
+    let _ = js.delete_stream(name).await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: name.to_string(),
+        subjects: vec!["eddybench.w1".to_string()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .context("create the JetStream stream")?;
+    let start = Instant::now();
+    let mut acks = FuturesUnordered::new();
+    for _ in 0..events {
+        if acks.len() >= WINDOW
+            && let Some(ack) = acks.next().await
+        {
+            ack?;
+        }
+        let ack = js
+            .publish("eddybench.w1", payload.clone())
+            .await
+            .context("publish")?;
+        acks.push(ack.into_future());
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    let elapsed = start.elapsed();
+    let _ = js.delete_stream(name).await;
+    Ok(elapsed)
+}
+
+async fn redis_w1(addr: &str, fsync_always: bool, payload: Bytes, events: u64) -> Result<Duration> {
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let mut con = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting timed out")??;
+    let key = "eddybench:w1";
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    // The machine runs Redis without persistence; the row with
+    // `appendfsync always` turns the append-only file on for itself and
+    // restores what it found.
+    let before = if fsync_always {
+        Some(redis_aof(&mut con, true).await?)
+    } else {
+        None
+    };
+    let measured = async {
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < events {
+            let mut pipe = redis::pipe();
+            let n = (events - sent).min(PIPELINE as u64);
+            for _ in 0..n {
+                pipe.cmd("XADD")
+                    .arg(key)
+                    .arg("*")
+                    .arg("d")
+                    .arg(payload.as_ref())
+                    .ignore();
+            }
+            let _: () = pipe.query_async(&mut con).await?;
+            sent += n;
+        }
+        anyhow::Ok(start.elapsed())
+    }
+    .await;
+    if let Some(before) = before {
+        redis_restore(&mut con, &before).await?;
+    }
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    measured
+}
+
+/// Redis's `appendonly` and `appendfsync` before the row changed them.
+#[derive(Debug)]
+struct AofSettings {
+    appendonly: String,
+    appendfsync: String,
+}
+
+async fn redis_config(con: &mut redis::aio::MultiplexedConnection, name: &str) -> Result<String> {
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(con)
+        .await?;
+    pair.get(1)
+        .cloned()
+        .with_context(|| format!("CONFIG GET {name} answered {pair:?}"))
+}
+
+async fn redis_aof(con: &mut redis::aio::MultiplexedConnection, on: bool) -> Result<AofSettings> {
+    let before = AofSettings {
+        appendonly: redis_config(con, "appendonly").await?,
+        appendfsync: redis_config(con, "appendfsync").await?,
+    };
+    if on {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendfsync")
+            .arg("always")
+            .query_async(con)
+            .await?;
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendonly")
+            .arg("yes")
+            .query_async(con)
+            .await?;
+        // Turning the file on rewrites it in the background first.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(con)
+                .await?;
+            if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_enabled:1") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("Redis did not finish turning on its append-only file in 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(before)
+}
+
+async fn redis_restore(
+    con: &mut redis::aio::MultiplexedConnection,
+    before: &AofSettings,
+) -> Result<()> {
+    for (name, value) in [
+        ("appendonly", &before.appendonly),
+        ("appendfsync", &before.appendfsync),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(con)
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_eddys_median_over_the_peers_and_skips_say_why() {
+        let results = vec![
+            (
+                Target::Eddy(FsyncPolicy::Always),
+                Ok(vec![100.0, 300.0, 200.0]),
+            ),
+            (Target::Eddy(FsyncPolicy::Never), Ok(vec![400.0])),
+            (Target::Nats, Ok(vec![50.0, 100.0, 150.0])),
+            (
+                Target::Redis {
+                    fsync_always: false,
+                },
+                Err("connection refused".to_string()),
+            ),
+        ];
+        let rows = rows(&results);
+        assert_eq!(rows[0][3], "200 events/s");
+        assert_eq!(rows[0][4], "100–300");
+        assert_eq!(
+            (rows[2][5].as_str(), rows[2][6].as_str()),
+            ("2.00×", "4.00×")
+        );
+        assert_eq!(rows[3][3], "skipped");
+        assert!(rows[3][6].contains("connection refused"));
+    }
+}
