@@ -212,7 +212,7 @@ fn rows(results: &[(Target, Result<Vec<f64>, String>)]) -> Vec<Row> {
                 Err(why) => (
                     "skipped".into(),
                     "-".into(),
-                    ["-".into(), format!("unreachable: {why}")],
+                    ["-".into(), format!("skipped: {why}")],
                 ),
             };
             let [vs_always, vs_never] = ratios;
