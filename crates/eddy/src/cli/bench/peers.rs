@@ -11,6 +11,13 @@
 //!   (as the machine runs it) and with `appendonly yes` + `appendfsync
 //!   always` (set for the row, then restored).
 //!
+//! And W3 — a work queue: a backlog drained by four consumers sharing one
+//! subscription, every event acked explicitly (Eddy: fetch ≤ 500, one
+//! `ack_all` per fetch, durable per its fsync policy; NATS: a durable pull
+//! consumer, fetches of ≤ 500, `ack()` per message, which NATS does not
+//! confirm; Redis: a consumer group, `XREADGROUP COUNT 500` then one
+//! `XACK` per read). The backlog is loaded first and not timed.
+//!
 //! Rows are interleaved over rounds; each row's median and spread are
 //! reported. A peer that is not reachable is reported as skipped.
 
@@ -63,7 +70,14 @@ pub struct BenchPeersArgs {
     quick: bool,
 }
 
-/// One row of W1: who, at which durability.
+/// The workloads so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    W1,
+    W3,
+}
+
+/// One row: who, at which durability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Eddy(FsyncPolicy),
@@ -91,23 +105,45 @@ impl Target {
         }
     }
 
-    fn client(self) -> &'static str {
-        match self {
-            Target::Eddy(_) => "Bus::publish, 256 in flight",
-            Target::Nats => "async-nats, jetstream publish, 256 acks outstanding",
-            Target::Redis { .. } => "redis-rs, XADD pipelined ×100, one connection",
+    fn client(self, workload: Workload) -> &'static str {
+        match (workload, self) {
+            (Workload::W1, Target::Eddy(_)) => "Bus::publish, 256 in flight",
+            (Workload::W1, Target::Nats) => "async-nats, jetstream publish, 256 acks outstanding",
+            (Workload::W1, Target::Redis { .. }) => "redis-rs, XADD pipelined ×100, one connection",
+            (Workload::W3, Target::Eddy(_)) => "4 consumers: fetch ≤ 500, ack_all (durable acks)",
+            (Workload::W3, Target::Nats) => {
+                "4 consumers of a durable pull consumer: fetch ≤ 500, ack() each (unconfirmed)"
+            }
+            (Workload::W3, Target::Redis { .. }) => {
+                "4 consumers of a group: XREADGROUP COUNT 500, one XACK per read"
+            }
         }
     }
 }
 
-const TARGETS: [Target; 5] = [
-    Target::Eddy(FsyncPolicy::Always),
-    Target::Eddy(FsyncPolicy::Never),
-    Target::Nats,
-    Target::Redis {
-        fsync_always: false,
-    },
-    Target::Redis { fsync_always: true },
+/// A row's rate in each round, or why it was skipped.
+type Rates = Result<Vec<f64>, String>;
+
+/// The rows, in the order they run in each round.
+const ROWS: [(Workload, Target); 8] = [
+    (Workload::W1, Target::Eddy(FsyncPolicy::Always)),
+    (Workload::W1, Target::Eddy(FsyncPolicy::Never)),
+    (Workload::W1, Target::Nats),
+    (
+        Workload::W1,
+        Target::Redis {
+            fsync_always: false,
+        },
+    ),
+    (Workload::W1, Target::Redis { fsync_always: true }),
+    (Workload::W3, Target::Eddy(FsyncPolicy::Always)),
+    (Workload::W3, Target::Nats),
+    (
+        Workload::W3,
+        Target::Redis {
+            fsync_always: false,
+        },
+    ),
 ];
 
 pub fn run(args: &BenchPeersArgs) -> Result<()> {
@@ -127,17 +163,21 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
     let run = RunInfo::start(scratch.path());
     run.print_heading(NAME);
     println!(
-        "W1 publish: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
+        "W1 publish and W3 work queue: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
         grouped(events as f64)
     );
-    // Per target: the rates of each round, or why it was skipped.
-    let mut results: Vec<(Target, Result<Vec<f64>, String>)> =
-        TARGETS.iter().map(|&t| (t, Ok(Vec::new()))).collect();
+    // Per row: the rates of each round, or why it was skipped.
+    let mut results: Vec<((Workload, Target), Rates)> =
+        ROWS.iter().map(|&row| (row, Ok(Vec::new()))).collect();
     for round in 0..rounds {
-        for (target, result) in results.iter_mut() {
+        for (i, ((workload, target), result)) in results.iter_mut().enumerate() {
             let Ok(rates) = result else { continue };
-            let dir = scratch.join(&format!("eddy-{round}-{}", rates.len()));
-            match w1(&runtime, *target, &dir, events, args) {
+            let dir = scratch.join(&format!("eddy-{round}-{i}"));
+            let measured = match workload {
+                Workload::W1 => w1(&runtime, *target, &dir, events, args),
+                Workload::W3 => w3(&runtime, *target, &dir, events, args),
+            };
+            match measured {
                 Ok(elapsed) => rates.push(events as f64 / elapsed.as_secs_f64()),
                 Err(e) => *result = Err(format!("{e:#}")),
             }
@@ -145,7 +185,17 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
         }
     }
     drop(runtime);
-    let rows = rows(&results);
+    let rows: Vec<Row> = [Workload::W1, Workload::W3]
+        .into_iter()
+        .flat_map(|w| {
+            let of: Vec<(Target, Rates)> = results
+                .iter()
+                .filter(|((workload, _), _)| *workload == w)
+                .map(|((_, t), r)| (*t, r.clone()))
+                .collect();
+            rows(w, &of)
+        })
+        .collect();
     TABLE.print_header();
     for row in &rows {
         TABLE.print_row(row);
@@ -183,7 +233,7 @@ fn median(rates: &[f64]) -> f64 {
 
 /// The table: each target's median and spread, and Eddy's medians over
 /// it (how many times faster Eddy is).
-fn rows(results: &[(Target, Result<Vec<f64>, String>)]) -> Vec<Row> {
+fn rows(workload: Workload, results: &[(Target, Rates)]) -> Vec<Row> {
     let eddy = |policy| {
         results.iter().find_map(|(t, r)| match (t, r) {
             (Target::Eddy(p), Ok(rates)) if *p == policy && !rates.is_empty() => {
@@ -217,7 +267,7 @@ fn rows(results: &[(Target, Result<Vec<f64>, String>)]) -> Vec<Row> {
             };
             let [vs_always, vs_never] = ratios;
             [
-                "W1".into(),
+                format!("{workload:?}"),
                 target.name().into(),
                 target.durability(),
                 median_cell,
@@ -226,7 +276,7 @@ fn rows(results: &[(Target, Result<Vec<f64>, String>)]) -> Vec<Row> {
                 vs_never,
                 String::new(),
                 String::new(),
-                target.client().into(),
+                target.client(workload).into(),
             ]
         })
         .collect()
@@ -436,6 +486,189 @@ async fn redis_restore(
     Ok(())
 }
 
+/// Consumers of W3.
+const CONSUMERS: usize = 4;
+/// Most events a W3 consumer takes at once.
+const TAKE: usize = 500;
+
+/// One W3 run of `target`: load the backlog (not timed), then the time
+/// for four consumers to have every event acked.
+fn w3(
+    runtime: &Runtime,
+    target: Target,
+    dir: &std::path::Path,
+    events: u64,
+    args: &BenchPeersArgs,
+) -> Result<Duration> {
+    let payload = Bytes::from(pattern(EVENT_BYTES));
+    match target {
+        Target::Eddy(fsync) => {
+            let preload = BrokerConfig {
+                fsync: FsyncPolicy::Never,
+                ..BrokerConfig::default()
+            };
+            let broker = Broker::open(dir, preload)?;
+            let loaded = runtime.block_on(super::broker::consume::preload_data(
+                &broker, "bench.w3", events, payload,
+            ));
+            broker.close()?;
+            loaded?;
+            let config = BrokerConfig {
+                fsync,
+                ..BrokerConfig::default()
+            };
+            let broker = Broker::open(dir, config)?;
+            let drained = runtime.block_on(super::broker::consume::drain(
+                std::slice::from_ref(&broker),
+                "bench.w3",
+                "bench-w3",
+                events,
+            ));
+            broker.close()?;
+            Ok(drained?.elapsed)
+        }
+        Target::Nats => runtime.block_on(nats_w3(&args.nats, payload, events)),
+        Target::Redis { .. } => runtime.block_on(redis_w3(&args.redis, payload, events)),
+    }
+}
+
+async fn nats_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let js = async_nats::jetstream::new(client);
+    let name = "EDDY_BENCH_W3";
+    let _ = js.delete_stream(name).await;
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec!["eddybench.w3".to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("create the JetStream stream")?;
+    let mut acks = FuturesUnordered::new();
+    for _ in 0..events {
+        if acks.len() >= WINDOW
+            && let Some(ack) = acks.next().await
+        {
+            ack?;
+        }
+        let ack = js.publish("eddybench.w3", payload.clone()).await?;
+        acks.push(ack.into_future());
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+        .create_consumer(pull::Config {
+            durable_name: Some("eddy-w3".to_string()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: (CONSUMERS * TAKE * 2) as i64,
+            ..Default::default()
+        })
+        .await
+        .context("create the pull consumer")?;
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..CONSUMERS {
+        let (consumer, acked) = (consumer.clone(), std::sync::Arc::clone(&acked));
+        consumers.spawn(async move {
+            while acked.load(std::sync::atomic::Ordering::Relaxed) < events {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(TAKE)
+                    .expires(Duration::from_millis(200))
+                    .messages()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                while let Some(message) = batch.next().await {
+                    let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                    message
+                        .ack()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                    acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let elapsed = start.elapsed();
+    let _ = js.delete_stream(name).await;
+    Ok(elapsed)
+}
+
+async fn redis_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    use redis::AsyncCommands;
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let mut con = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting timed out")??;
+    let key = "eddybench:w3";
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    let mut sent = 0;
+    while sent < events {
+        let mut pipe = redis::pipe();
+        let n = (events - sent).min(PIPELINE as u64);
+        for _ in 0..n {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("d")
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut con).await?;
+        sent += n;
+    }
+    let _: () = con.xgroup_create(key, "g", "0").await?;
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut consumers = tokio::task::JoinSet::new();
+    for c in 0..CONSUMERS {
+        // A connection each, as four consumer processes would have.
+        let mut con = client.get_multiplexed_async_connection().await?;
+        let acked = std::sync::Arc::clone(&acked);
+        consumers.spawn(async move {
+            let options = StreamReadOptions::default()
+                .group("g", format!("c{c}"))
+                .count(TAKE);
+            while acked.load(std::sync::atomic::Ordering::Relaxed) < events {
+                let reply: StreamReadReply = con.xread_options(&[key], &[">"], &options).await?;
+                let ids: Vec<String> = reply
+                    .keys
+                    .into_iter()
+                    .flat_map(|k| k.ids)
+                    .map(|id| id.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let n: u64 = con.xack(key, "g", &ids).await?;
+                acked.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let elapsed = start.elapsed();
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    Ok(elapsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,7 +689,8 @@ mod tests {
                 Err("connection refused".to_string()),
             ),
         ];
-        let rows = rows(&results);
+        let rows = rows(Workload::W1, &results);
+        assert_eq!(rows[0][0], "W1");
         assert_eq!(rows[0][3], "200 events/s");
         assert_eq!(rows[0][4], "100–300");
         assert_eq!(

@@ -122,9 +122,14 @@ pub async fn preload<B: Bus>(bus: &B, topic: &str, events: u64) -> Result<()> {
 pub async fn preload_data<B: Bus>(bus: &B, topic: &str, events: u64, data: Bytes) -> Result<()> {
     bus.create_topic(topic, TopicConfig::with_partitions(PARTITIONS))
         .await?;
+    // Batches of at most 10,000 events and 4 MiB (under the broker's
+    // batch limit for any event size).
+    let per_batch = PRELOAD_BATCH
+        .min((4 << 20) / data.len().max(1) as u64)
+        .max(1);
     let mut n = 0;
     while n < events {
-        let batch: Vec<Event> = (n..events.min(n + PRELOAD_BATCH))
+        let batch: Vec<Event> = (n..events.min(n + per_batch))
             .map(|i| Event::new("BenchPreloaded", data.clone()).with_id(format!("c{i}")))
             .collect();
         n += batch.len() as u64;
