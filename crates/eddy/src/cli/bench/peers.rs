@@ -11,6 +11,12 @@
 //!   (as the machine runs it) and with `appendonly yes` + `appendfsync
 //!   always` (set for the row, then restored).
 //!
+//! W2 — fan-out: one publisher (256 in flight) and four subscriptions
+//! each receiving every event, consumed and acked while the publisher
+//! runs (Eddy: four subscriptions, fetch ≤ 500 + `ack_all`; NATS: four
+//! durable pull consumers; Redis: four consumer groups); the rate is
+//! events published per second until every subscription acked all.
+//!
 //! And W3 — a work queue: a backlog drained by four consumers sharing one
 //! subscription, every event acked explicitly (Eddy: fetch ≤ 500, one
 //! `ack_all` per fetch, durable per its fsync policy; NATS: a durable pull
@@ -74,6 +80,7 @@ pub struct BenchPeersArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
     W1,
+    W2,
     W3,
 }
 
@@ -110,6 +117,15 @@ impl Target {
             (Workload::W1, Target::Eddy(_)) => "Bus::publish, 256 in flight",
             (Workload::W1, Target::Nats) => "async-nats, jetstream publish, 256 acks outstanding",
             (Workload::W1, Target::Redis { .. }) => "redis-rs, XADD pipelined ×100, one connection",
+            (Workload::W2, Target::Eddy(_)) => {
+                "publish 256 in flight; 4 subscriptions, each fetch ≤ 500 + ack_all"
+            }
+            (Workload::W2, Target::Nats) => {
+                "publish 256 acks outstanding; 4 durable pull consumers, ack() each"
+            }
+            (Workload::W2, Target::Redis { .. }) => {
+                "XADD ×100; 4 consumer groups, XREADGROUP COUNT 500 + XACK"
+            }
             (Workload::W3, Target::Eddy(_)) => "4 consumers: fetch ≤ 500, ack_all (durable acks)",
             (Workload::W3, Target::Nats) => {
                 "4 consumers of a durable pull consumer: fetch ≤ 500, ack() each (unconfirmed)"
@@ -125,7 +141,7 @@ impl Target {
 type Rates = Result<Vec<f64>, String>;
 
 /// The rows, in the order they run in each round.
-const ROWS: [(Workload, Target); 8] = [
+const ROWS: [(Workload, Target); 11] = [
     (Workload::W1, Target::Eddy(FsyncPolicy::Always)),
     (Workload::W1, Target::Eddy(FsyncPolicy::Never)),
     (Workload::W1, Target::Nats),
@@ -136,6 +152,14 @@ const ROWS: [(Workload, Target); 8] = [
         },
     ),
     (Workload::W1, Target::Redis { fsync_always: true }),
+    (Workload::W2, Target::Eddy(FsyncPolicy::Always)),
+    (Workload::W2, Target::Nats),
+    (
+        Workload::W2,
+        Target::Redis {
+            fsync_always: false,
+        },
+    ),
     (Workload::W3, Target::Eddy(FsyncPolicy::Always)),
     (Workload::W3, Target::Nats),
     (
@@ -163,7 +187,7 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
     let run = RunInfo::start(scratch.path());
     run.print_heading(NAME);
     println!(
-        "W1 publish and W3 work queue: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
+        "W1 publish, W2 fan-out, W3 work queue: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
         grouped(events as f64)
     );
     // Per row: the rates of each round, or why it was skipped.
@@ -173,8 +197,14 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
         for (i, ((workload, target), result)) in results.iter_mut().enumerate() {
             let Ok(rates) = result else { continue };
             let dir = scratch.join(&format!("eddy-{round}-{i}"));
+            // Every row starts with nothing dirty in the page cache: what
+            // the rows before it wrote without fsync (Eddy under `never`,
+            // the preloads, the peers' files) would otherwise be written
+            // back during its fsyncs.
+            flush_page_cache()?;
             let measured = match workload {
                 Workload::W1 => w1(&runtime, *target, &dir, events, args),
+                Workload::W2 => w2(&runtime, *target, &dir, events, args),
                 Workload::W3 => w3(&runtime, *target, &dir, events, args),
             };
             match measured {
@@ -185,7 +215,7 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
         }
     }
     drop(runtime);
-    let rows: Vec<Row> = [Workload::W1, Workload::W3]
+    let rows: Vec<Row> = [Workload::W1, Workload::W2, Workload::W3]
         .into_iter()
         .flat_map(|w| {
             let of: Vec<(Target, Rates)> = results
@@ -484,6 +514,240 @@ async fn redis_restore(
             .await?;
     }
     Ok(())
+}
+
+/// Writes back every dirty page of the machine (`sync`), and waits for it.
+fn flush_page_cache() -> Result<()> {
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("run sync")?;
+    if !status.success() {
+        bail!("sync exited with {status}");
+    }
+    Ok(())
+}
+
+/// Subscriptions of W2.
+const FAN_OUT: usize = 4;
+
+/// One W2 run of `target`: the time from the first publish until every
+/// one of the four subscriptions has acked every event.
+fn w2(
+    runtime: &Runtime,
+    target: Target,
+    dir: &std::path::Path,
+    events: u64,
+    args: &BenchPeersArgs,
+) -> Result<Duration> {
+    let payload = Bytes::from(pattern(EVENT_BYTES));
+    match target {
+        Target::Eddy(fsync) => {
+            let config = BrokerConfig {
+                fsync,
+                ..BrokerConfig::default()
+            };
+            let broker = Broker::open(dir, config)?;
+            let elapsed = runtime.block_on(eddy_w2(&broker, payload, events));
+            broker.close()?;
+            elapsed
+        }
+        Target::Nats => runtime.block_on(nats_w2(&args.nats, payload, events)),
+        Target::Redis { .. } => runtime.block_on(redis_w2(&args.redis, payload, events)),
+    }
+}
+
+async fn eddy_w2(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> {
+    bus.create_topic("bench.w2", TopicConfig::with_partitions(4))
+        .await?;
+    for s in 0..FAN_OUT {
+        super::broker::create_shared_subscription(bus, &format!("bench-w2-{s}"), "bench.w2")
+            .await?;
+    }
+    let start = Instant::now();
+    let mut consumers = tokio::task::JoinSet::new();
+    for s in 0..FAN_OUT {
+        let bus = bus.clone();
+        consumers.spawn(async move {
+            let name = format!("bench-w2-{s}");
+            let mut acked = 0;
+            while acked < events {
+                let options = eddy_bus::FetchOptions {
+                    max: TAKE as u32,
+                    wait_ms: 100,
+                };
+                let batch = bus.fetch(&name, options).await?;
+                let ids: Vec<eddy_bus::AckId> = batch.into_iter().map(|d| d.ack_id).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                for result in bus.ack_all(&name, &ids).await? {
+                    result?;
+                }
+                acked += ids.len() as u64;
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut in_flight = FuturesUnordered::new();
+    for n in 0..events {
+        if in_flight.len() >= WINDOW
+            && let Some(done) = in_flight.next().await
+        {
+            done?;
+        }
+        let event = Event::new("BenchW2", payload.clone())
+            .with_id(format!("w2-{n}"))
+            .with_key(format!("k{}", n % 64));
+        in_flight.push(bus.publish("bench.w2", event));
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    Ok(start.elapsed())
+}
+
+async fn nats_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let js = async_nats::jetstream::new(client);
+    let name = "EDDY_BENCH_W2";
+    let _ = js.delete_stream(name).await;
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec!["eddybench.w2".to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("create the JetStream stream")?;
+    let mut consumers = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for s in 0..FAN_OUT {
+        let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(format!("eddy-w2-{s}")),
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: (TAKE * 4) as i64,
+                ..Default::default()
+            })
+            .await
+            .context("create a pull consumer")?;
+        consumers.spawn(async move {
+            let mut acked = 0;
+            while acked < events {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(TAKE)
+                    .expires(Duration::from_millis(200))
+                    .messages()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                while let Some(message) = batch.next().await {
+                    let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                    message
+                        .ack()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                    acked += 1;
+                }
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut acks = FuturesUnordered::new();
+    for _ in 0..events {
+        if acks.len() >= WINDOW
+            && let Some(ack) = acks.next().await
+        {
+            ack?;
+        }
+        let ack = js.publish("eddybench.w2", payload.clone()).await?;
+        acks.push(ack.into_future());
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let elapsed = start.elapsed();
+    let _ = js.delete_stream(name).await;
+    Ok(elapsed)
+}
+
+async fn redis_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    use redis::AsyncCommands;
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let mut con = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting timed out")??;
+    let key = "eddybench:w2";
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    for g in 0..FAN_OUT {
+        let _: () = con
+            .xgroup_create_mkstream(key, format!("g{g}"), "$")
+            .await?;
+    }
+    let start = Instant::now();
+    let mut consumers = tokio::task::JoinSet::new();
+    for g in 0..FAN_OUT {
+        let mut con = client.get_multiplexed_async_connection().await?;
+        consumers.spawn(async move {
+            let group = format!("g{g}");
+            let options = StreamReadOptions::default()
+                .group(&group, "c")
+                .count(TAKE)
+                .block(100);
+            let mut acked = 0;
+            while acked < events {
+                let reply: Option<StreamReadReply> =
+                    con.xread_options(&[key], &[">"], &options).await?;
+                let ids: Vec<String> = reply
+                    .into_iter()
+                    .flat_map(|r| r.keys)
+                    .flat_map(|k| k.ids)
+                    .map(|id| id.id)
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let n: u64 = con.xack(key, &group, &ids).await?;
+                acked += n;
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut sent = 0;
+    while sent < events {
+        let mut pipe = redis::pipe();
+        let n = (events - sent).min(PIPELINE as u64);
+        for _ in 0..n {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("d")
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut con).await?;
+        sent += n;
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let elapsed = start.elapsed();
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    Ok(elapsed)
 }
 
 /// Consumers of W3.
