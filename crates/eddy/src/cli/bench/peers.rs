@@ -41,8 +41,11 @@ use tokio::runtime::Runtime;
 
 use super::disk::pattern;
 use super::report::{Row, RunInfo, Table};
+use super::server::process::ServerProcess;
+use super::server::sampler::Sampler;
 use super::units::grouped;
 use super::{Scratch, check_parent_exists};
+use eddy_client::{Client, ClientConfig};
 
 const NAME: &str = "eddy bench peers";
 /// Publishes in flight at once (W1).
@@ -88,14 +91,19 @@ enum Workload {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Eddy(FsyncPolicy),
+    /// `eddy serve` (fsync `always`) through `eddy-client`.
+    EddyServer,
     Nats,
-    Redis { fsync_always: bool },
+    Redis {
+        fsync_always: bool,
+    },
 }
 
 impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Eddy(_) => "eddy embedded",
+            Target::EddyServer => "eddy server",
             Target::Nats => "nats jetstream",
             Target::Redis { .. } => "redis streams",
         }
@@ -104,6 +112,7 @@ impl Target {
     fn durability(self) -> String {
         match self {
             Target::Eddy(policy) => format!("fsync {policy}"),
+            Target::EddyServer => "fsync always".into(),
             Target::Nats => "file storage, acked before fsync (the machine's setting)".into(),
             Target::Redis {
                 fsync_always: false,
@@ -115,6 +124,7 @@ impl Target {
     fn client(self, workload: Workload) -> &'static str {
         match (workload, self) {
             (Workload::W1, Target::Eddy(_)) => "Bus::publish, 256 in flight",
+            (_, Target::EddyServer) => "eddy-client (native protocol), publish, 256 in flight",
             (Workload::W1, Target::Nats) => "async-nats, jetstream publish, 256 acks outstanding",
             (Workload::W1, Target::Redis { .. }) => "redis-rs, XADD pipelined ×100, one connection",
             (Workload::W2, Target::Eddy(_)) => {
@@ -141,9 +151,10 @@ impl Target {
 type Rates = Result<Vec<f64>, String>;
 
 /// The rows, in the order they run in each round.
-const ROWS: [(Workload, Target); 11] = [
+const ROWS: [(Workload, Target); 12] = [
     (Workload::W1, Target::Eddy(FsyncPolicy::Always)),
     (Workload::W1, Target::Eddy(FsyncPolicy::Never)),
+    (Workload::W1, Target::EddyServer),
     (Workload::W1, Target::Nats),
     (
         Workload::W1,
@@ -190,12 +201,35 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
         "W1 publish, W2 fan-out, W3 work queue: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
         grouped(events as f64)
     );
-    // Per row: the rates of each round, or why it was skipped.
+    // The servers whose memory W1 samples: Eddy's own (started here), and
+    // the peers' processes found by name.
+    let mut server = ServerProcess::start(&scratch.join("server"))?;
+    let server_addr = server.native.to_string();
+    let pids = [
+        (Target::EddyServer, Some(server.pid())),
+        (Target::Nats, pid_of("nats-server")),
+        (
+            Target::Redis {
+                fsync_always: false,
+            },
+            pid_of("redis-server"),
+        ),
+        (Target::Redis { fsync_always: true }, pid_of("redis-server")),
+    ];
+    // Per row: the rates of each round, or why it was skipped; W1's peak
+    // resident memory of the server.
     let mut results: Vec<((Workload, Target), Rates)> =
         ROWS.iter().map(|&row| (row, Ok(Vec::new()))).collect();
+    let mut peaks: Vec<Option<u64>> = vec![None; ROWS.len()];
     for round in 0..rounds {
         for (i, ((workload, target), result)) in results.iter_mut().enumerate() {
             let Ok(rates) = result else { continue };
+            let pid = pids
+                .iter()
+                .find(|(t, _)| t == target)
+                .and_then(|(_, pid)| *pid)
+                .filter(|_| *workload == Workload::W1);
+            let sampler = pid.map(Sampler::start).transpose()?;
             let dir = scratch.join(&format!("eddy-{round}-{i}"));
             // Every row starts with nothing dirty in the page cache: what
             // the rows before it wrote without fsync (Eddy under `never`,
@@ -203,10 +237,17 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
             // back during its fsyncs.
             flush_page_cache()?;
             let measured = match workload {
+                Workload::W1 if *target == Target::EddyServer => {
+                    runtime.block_on(eddy_server_w1(&server_addr, events))
+                }
                 Workload::W1 => w1(&runtime, *target, &dir, events, args),
                 Workload::W2 => w2(&runtime, *target, &dir, events, args),
                 Workload::W3 => w3(&runtime, *target, &dir, events, args),
             };
+            if let Some(sampler) = sampler {
+                let peak = sampler.take().bytes;
+                peaks[i] = Some(peaks[i].unwrap_or(0).max(peak));
+            }
             match measured {
                 Ok(elapsed) => rates.push(events as f64 / elapsed.as_secs_f64()),
                 Err(e) => *result = Err(format!("{e:#}")),
@@ -215,6 +256,7 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
         }
     }
     drop(runtime);
+    server.stop()?;
     let rows: Vec<Row> = [Workload::W1, Workload::W2, Workload::W3]
         .into_iter()
         .flat_map(|w| {
@@ -226,6 +268,12 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
             rows(w, &of)
         })
         .collect();
+    let mut rows = rows;
+    for (row, peak) in rows.iter_mut().zip(&peaks) {
+        if let Some(bytes) = peak {
+            row[7] = format!("{:.1} MiB", *bytes as f64 / (1024.0 * 1024.0));
+        }
+    }
     TABLE.print_header();
     for row in &rows {
         TABLE.print_row(row);
@@ -247,11 +295,11 @@ const TABLE: Table = Table {
         "spread",
         "vs eddy always",
         "vs eddy never",
-        "",
+        "server peak RSS",
         "",
         "client",
     ],
-    widths: [9, 15, 28, 20, 16, 14, 13, 0, 0],
+    widths: [9, 15, 28, 20, 16, 14, 13, 15, 0],
     right_aligned: [false, false, false, true, true, true, true, false, false],
 };
 
@@ -332,6 +380,7 @@ fn w1(
             broker.close()?;
             elapsed
         }
+        Target::EddyServer => bail!("the server row runs on its own"),
         Target::Nats => runtime.block_on(nats_w1(&args.nats, payload, events)),
         Target::Redis { fsync_always } => {
             runtime.block_on(redis_w1(&args.redis, fsync_always, payload, events))
@@ -359,6 +408,48 @@ async fn eddy_w1(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> 
         done?;
     }
     Ok(start.elapsed())
+}
+
+/// W1 through `eddy-client` to the server, on a topic of its own per run.
+async fn eddy_server_w1(addr: &str, events: u64) -> Result<Duration> {
+    let client = Client::connect(addr, ClientConfig::default()).await?;
+    let topic = format!("bench.w1.{}", crate::utc::now_ms());
+    client
+        .create_topic(&topic, TopicConfig::with_partitions(4))
+        .await?;
+    let payload = Bytes::from(pattern(EVENT_BYTES));
+    let start = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    for n in 0..events {
+        if in_flight.len() >= WINDOW
+            && let Some(done) = in_flight.next().await
+        {
+            done?;
+        }
+        let event = Event::new("BenchW1", payload.clone())
+            .with_id(format!("w1-{n}"))
+            .with_key(format!("k{}", n % 64));
+        in_flight.push(client.publish(&topic, event));
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
+    }
+    let elapsed = start.elapsed();
+    client.delete_topic(&topic).await?;
+    client.close().await;
+    Ok(elapsed)
+}
+
+/// The pid of the first process named `name` (its `comm`), if any.
+fn pid_of(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            (comm.trim() == name).then_some(pid)
+        })
 }
 
 async fn nats_w1(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
@@ -551,6 +642,7 @@ fn w2(
             broker.close()?;
             elapsed
         }
+        Target::EddyServer => bail!("W2 has no server row yet"),
         Target::Nats => runtime.block_on(nats_w2(&args.nats, payload, events)),
         Target::Redis { .. } => runtime.block_on(redis_w2(&args.redis, payload, events)),
     }
@@ -791,6 +883,7 @@ fn w3(
             broker.close()?;
             Ok(drained?.elapsed)
         }
+        Target::EddyServer => bail!("W3 has no server row yet"),
         Target::Nats => runtime.block_on(nats_w3(&args.nats, payload, events)),
         Target::Redis { .. } => runtime.block_on(redis_w3(&args.redis, payload, events)),
     }

@@ -25,9 +25,9 @@
 //! (no `http:` line in the banner), the HTTP rows say they were skipped.
 
 mod http;
-mod process;
+pub(super) mod process;
 mod report;
-mod sampler;
+pub(super) mod sampler;
 mod targets;
 
 use std::net::SocketAddr;
