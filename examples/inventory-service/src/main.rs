@@ -76,22 +76,20 @@ pub struct InventoryAnswer {
 }
 
 /// `OrderPlaced` v1 `{"order", "sku", "quantity"}` → v2 `{"order", "items"}`.
-pub fn upcasters() -> Upcasters {
+pub fn upcasters() -> Result<Upcasters> {
     let mut upcasters = Upcasters::new();
-    upcasters
-        .register("OrderPlaced", 1, |v1| {
-            let (Some(order), Some(sku), Some(quantity)) =
-                (v1.get("order"), v1.get("sku"), v1.get("quantity"))
-            else {
-                return Err("a version 1 OrderPlaced needs order, sku and quantity".into());
-            };
-            Ok(serde_json::json!({
-                "order": order,
-                "items": [{"sku": sku, "quantity": quantity}],
-            }))
-        })
-        .expect("version 1 is the first step");
-    upcasters
+    upcasters.register("OrderPlaced", 1, |v1| {
+        let (Some(order), Some(sku), Some(quantity)) =
+            (v1.get("order"), v1.get("sku"), v1.get("quantity"))
+        else {
+            return Err("a version 1 OrderPlaced needs order, sku and quantity".into());
+        };
+        Ok(serde_json::json!({
+            "order": order,
+            "items": [{"sku": sku, "quantity": quantity}],
+        }))
+    })?;
+    Ok(upcasters)
 }
 
 /// The stock, and the warehouse API that confirms each reservation (here
@@ -170,7 +168,7 @@ pub fn start<B: Bus + Clone>(bus: &B, warehouse: Arc<Warehouse>, state: &Path) -
         ..ServiceConfig::default()
     };
     let service = Service::new(bus.clone(), config)
-        .upcasters(upcasters())
+        .upcasters(upcasters()?)
         .processed_ids(processed)
         .breaker(WAREHOUSE, BreakerConfig::default())?
         .pause_on(SUBSCRIPTION, WAREHOUSE)

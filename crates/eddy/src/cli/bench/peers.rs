@@ -28,6 +28,8 @@
 //! reported. A peer that is not reachable is reported as skipped.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -53,6 +55,11 @@ const WINDOW: usize = 256;
 /// Commands per Redis pipeline.
 const PIPELINE: usize = 100;
 const EVENT_BYTES: usize = 1024;
+
+type JetStream = async_nats::jetstream::Context;
+type PullConsumer =
+    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>;
+type RedisConnection = redis::aio::MultiplexedConnection;
 
 #[derive(Debug, Args)]
 pub struct BenchPeersArgs {
@@ -392,21 +399,7 @@ async fn eddy_w1(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> 
     bus.create_topic("bench.w1", TopicConfig::with_partitions(4))
         .await?;
     let start = Instant::now();
-    let mut in_flight = FuturesUnordered::new();
-    for n in 0..events {
-        if in_flight.len() >= WINDOW
-            && let Some(done) = in_flight.next().await
-        {
-            done?;
-        }
-        let event = Event::new("BenchW1", payload.clone())
-            .with_id(format!("w1-{n}"))
-            .with_key(format!("k{}", n % 64));
-        in_flight.push(bus.publish("bench.w1", event));
-    }
-    while let Some(done) = in_flight.next().await {
-        done?;
-    }
+    publish_window(bus, "bench.w1", &payload, events).await?;
     Ok(start.elapsed())
 }
 
@@ -419,6 +412,16 @@ async fn eddy_server_w1(addr: &str, events: u64) -> Result<Duration> {
         .await?;
     let payload = Bytes::from(pattern(EVENT_BYTES));
     let start = Instant::now();
+    publish_window(&client, &topic, &payload, events).await?;
+    let elapsed = start.elapsed();
+    client.delete_topic(&topic).await?;
+    client.close().await;
+    Ok(elapsed)
+}
+
+/// Publishes `events` events of `payload` to `topic`, 256 in flight, each
+/// with its own id and one of 64 keys.
+async fn publish_window<B: Bus>(bus: &B, topic: &str, payload: &Bytes, events: u64) -> Result<()> {
     let mut in_flight = FuturesUnordered::new();
     for n in 0..events {
         if in_flight.len() >= WINDOW
@@ -426,18 +429,179 @@ async fn eddy_server_w1(addr: &str, events: u64) -> Result<Duration> {
         {
             done?;
         }
-        let event = Event::new("BenchW1", payload.clone())
-            .with_id(format!("w1-{n}"))
+        let event = Event::new("BenchPeers", payload.clone())
+            .with_id(format!("p-{n}"))
             .with_key(format!("k{}", n % 64));
-        in_flight.push(client.publish(&topic, event));
+        in_flight.push(bus.publish(topic, event));
     }
     while let Some(done) = in_flight.next().await {
         done?;
     }
-    let elapsed = start.elapsed();
-    client.delete_topic(&topic).await?;
-    client.close().await;
-    Ok(elapsed)
+    Ok(())
+}
+
+/// A fresh JetStream file-storage stream `name` on `subject`.
+async fn nats_stream(
+    addr: &str,
+    name: &str,
+    subject: &str,
+) -> Result<(JetStream, async_nats::jetstream::stream::Stream)> {
+    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let js = async_nats::jetstream::new(client);
+    let _ = js.delete_stream(name).await;
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![subject.to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("create the JetStream stream")?;
+    Ok((js, stream))
+}
+
+/// Publishes `events` messages of `payload`, 256 acks outstanding.
+async fn nats_publish_window(
+    js: &JetStream,
+    subject: &str,
+    payload: &Bytes,
+    events: u64,
+) -> Result<()> {
+    let mut acks = FuturesUnordered::new();
+    for _ in 0..events {
+        if acks.len() >= WINDOW
+            && let Some(ack) = acks.next().await
+        {
+            ack?;
+        }
+        let ack = js
+            .publish(subject.to_string(), payload.clone())
+            .await
+            .context("publish")?;
+        acks.push(ack.into_future());
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    Ok(())
+}
+
+/// A durable pull consumer with explicit acks.
+async fn nats_consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+    name: &str,
+    max_ack_pending: usize,
+) -> Result<PullConsumer> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.to_string()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: max_ack_pending as i64,
+            ..Default::default()
+        })
+        .await
+        .context("create a pull consumer")
+}
+
+/// Fetches (≤ 500 at a time) and acks each message until `acked` reaches
+/// `target`.
+async fn nats_ack_until(consumer: PullConsumer, acked: Arc<AtomicU64>, target: u64) -> Result<()> {
+    while acked.load(Ordering::Relaxed) < target {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(TAKE)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+            message
+                .ack()
+                .await
+                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+/// A client of Redis and one connection, within 3 s.
+async fn redis_connect(addr: &str) -> Result<(redis::Client, RedisConnection)> {
+    let client = redis::Client::open(format!("redis://{addr}/"))?;
+    let con = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .context("connecting timed out")??;
+    Ok((client, con))
+}
+
+/// `XADD`s `events` entries of `payload` to `key`, in pipelines of 100.
+async fn redis_xadd(
+    con: &mut RedisConnection,
+    key: &str,
+    payload: &Bytes,
+    events: u64,
+) -> Result<()> {
+    let mut sent = 0;
+    while sent < events {
+        let mut pipe = redis::pipe();
+        let n = (events - sent).min(PIPELINE as u64);
+        for _ in 0..n {
+            pipe.cmd("XADD")
+                .arg(key)
+                .arg("*")
+                .arg("d")
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut *con).await?;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// Reads (≤ 500 at a time) as `consumer` of `group` and acks each read
+/// with one `XACK`, until `acked` reaches `target`; a read with nothing
+/// to return waits up to `block_ms` (W2, where the publisher is still
+/// running) or returns at once (W3, a backlog), as the runs before this
+/// helper did.
+async fn redis_ack_until(
+    mut con: RedisConnection,
+    (key, group, consumer): (&str, &str, &str),
+    (acked, target): (Arc<AtomicU64>, u64),
+    block_ms: Option<usize>,
+) -> Result<()> {
+    use redis::AsyncCommands;
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    let options = StreamReadOptions::default()
+        .group(group, consumer)
+        .count(TAKE);
+    let options = match block_ms {
+        Some(ms) => options.block(ms),
+        None => options,
+    };
+    while acked.load(Ordering::Relaxed) < target {
+        let reply: Option<StreamReadReply> = con.xread_options(&[key], &[">"], &options).await?;
+        let ids: Vec<String> = reply
+            .into_iter()
+            .flat_map(|r| r.keys)
+            .flat_map(|k| k.ids)
+            .map(|id| id.id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let n: u64 = con.xack(key, group, &ids).await?;
+        acked.fetch_add(n, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// The pid of the first process named `name` (its `comm`), if any.
@@ -453,50 +617,17 @@ fn pid_of(name: &str) -> Option<u32> {
 }
 
 async fn nats_w1(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
-        .await
-        .context("connecting timed out")??;
-    let js = async_nats::jetstream::new(client);
     let name = "EDDY_BENCH_W1";
-    let _ = js.delete_stream(name).await;
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: name.to_string(),
-        subjects: vec!["eddybench.w1".to_string()],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .context("create the JetStream stream")?;
+    let (js, _) = nats_stream(addr, name, "eddybench.w1").await?;
     let start = Instant::now();
-    let mut acks = FuturesUnordered::new();
-    for _ in 0..events {
-        if acks.len() >= WINDOW
-            && let Some(ack) = acks.next().await
-        {
-            ack?;
-        }
-        let ack = js
-            .publish("eddybench.w1", payload.clone())
-            .await
-            .context("publish")?;
-        acks.push(ack.into_future());
-    }
-    while let Some(ack) = acks.next().await {
-        ack?;
-    }
+    nats_publish_window(&js, "eddybench.w1", &payload, events).await?;
     let elapsed = start.elapsed();
     let _ = js.delete_stream(name).await;
     Ok(elapsed)
 }
 
 async fn redis_w1(addr: &str, fsync_always: bool, payload: Bytes, events: u64) -> Result<Duration> {
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
-    let mut con = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .context("connecting timed out")??;
+    let (_, mut con) = redis_connect(addr).await?;
     let key = "eddybench:w1";
     let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
     // The machine runs Redis without persistence; the row with
@@ -507,26 +638,10 @@ async fn redis_w1(addr: &str, fsync_always: bool, payload: Bytes, events: u64) -
     } else {
         None
     };
-    let measured = async {
-        let start = Instant::now();
-        let mut sent = 0;
-        while sent < events {
-            let mut pipe = redis::pipe();
-            let n = (events - sent).min(PIPELINE as u64);
-            for _ in 0..n {
-                pipe.cmd("XADD")
-                    .arg(key)
-                    .arg("*")
-                    .arg("d")
-                    .arg(payload.as_ref())
-                    .ignore();
-            }
-            let _: () = pipe.query_async(&mut con).await?;
-            sent += n;
-        }
-        anyhow::Ok(start.elapsed())
-    }
-    .await;
+    let start = Instant::now();
+    let measured = redis_xadd(&mut con, key, &payload, events)
+        .await
+        .map(|()| start.elapsed());
     if let Some(before) = before {
         redis_restore(&mut con, &before).await?;
     }
@@ -541,7 +656,7 @@ struct AofSettings {
     appendfsync: String,
 }
 
-async fn redis_config(con: &mut redis::aio::MultiplexedConnection, name: &str) -> Result<String> {
+async fn redis_config(con: &mut RedisConnection, name: &str) -> Result<String> {
     let pair: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg(name)
@@ -552,7 +667,7 @@ async fn redis_config(con: &mut redis::aio::MultiplexedConnection, name: &str) -
         .with_context(|| format!("CONFIG GET {name} answered {pair:?}"))
 }
 
-async fn redis_aof(con: &mut redis::aio::MultiplexedConnection, on: bool) -> Result<AofSettings> {
+async fn redis_aof(con: &mut RedisConnection, on: bool) -> Result<AofSettings> {
     let before = AofSettings {
         appendonly: redis_config(con, "appendonly").await?,
         appendfsync: redis_config(con, "appendfsync").await?,
@@ -589,10 +704,7 @@ async fn redis_aof(con: &mut redis::aio::MultiplexedConnection, on: bool) -> Res
     Ok(before)
 }
 
-async fn redis_restore(
-    con: &mut redis::aio::MultiplexedConnection,
-    before: &AofSettings,
-) -> Result<()> {
+async fn redis_restore(con: &mut RedisConnection, before: &AofSettings) -> Result<()> {
     for (name, value) in [
         ("appendonly", &before.appendonly),
         ("appendfsync", &before.appendfsync),
@@ -680,21 +792,7 @@ async fn eddy_w2(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> 
             anyhow::Ok(())
         });
     }
-    let mut in_flight = FuturesUnordered::new();
-    for n in 0..events {
-        if in_flight.len() >= WINDOW
-            && let Some(done) = in_flight.next().await
-        {
-            done?;
-        }
-        let event = Event::new("BenchW2", payload.clone())
-            .with_id(format!("w2-{n}"))
-            .with_key(format!("k{}", n % 64));
-        in_flight.push(bus.publish("bench.w2", event));
-    }
-    while let Some(done) = in_flight.next().await {
-        done?;
-    }
+    publish_window(bus, "bench.w2", &payload, events).await?;
     while let Some(done) = consumers.join_next().await {
         done??;
     }
@@ -702,69 +800,15 @@ async fn eddy_w2(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> 
 }
 
 async fn nats_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    use async_nats::jetstream::consumer::{AckPolicy, pull};
-    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
-        .await
-        .context("connecting timed out")??;
-    let js = async_nats::jetstream::new(client);
     let name = "EDDY_BENCH_W2";
-    let _ = js.delete_stream(name).await;
-    let stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: name.to_string(),
-            subjects: vec!["eddybench.w2".to_string()],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .context("create the JetStream stream")?;
+    let (js, stream) = nats_stream(addr, name, "eddybench.w2").await?;
     let mut consumers = tokio::task::JoinSet::new();
     let start = Instant::now();
     for s in 0..FAN_OUT {
-        let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
-            .create_consumer(pull::Config {
-                durable_name: Some(format!("eddy-w2-{s}")),
-                ack_policy: AckPolicy::Explicit,
-                max_ack_pending: (TAKE * 4) as i64,
-                ..Default::default()
-            })
-            .await
-            .context("create a pull consumer")?;
-        consumers.spawn(async move {
-            let mut acked = 0;
-            while acked < events {
-                let mut batch = consumer
-                    .fetch()
-                    .max_messages(TAKE)
-                    .expires(Duration::from_millis(200))
-                    .messages()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-                while let Some(message) = batch.next().await {
-                    let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-                    message
-                        .ack()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-                    acked += 1;
-                }
-            }
-            anyhow::Ok(())
-        });
+        let consumer = nats_consumer(&stream, &format!("eddy-w2-{s}"), TAKE * 4).await?;
+        consumers.spawn(nats_ack_until(consumer, Arc::default(), events));
     }
-    let mut acks = FuturesUnordered::new();
-    for _ in 0..events {
-        if acks.len() >= WINDOW
-            && let Some(ack) = acks.next().await
-        {
-            ack?;
-        }
-        let ack = js.publish("eddybench.w2", payload.clone()).await?;
-        acks.push(ack.into_future());
-    }
-    while let Some(ack) = acks.next().await {
-        ack?;
-    }
+    nats_publish_window(&js, "eddybench.w2", &payload, events).await?;
     while let Some(done) = consumers.join_next().await {
         done??;
     }
@@ -775,65 +819,22 @@ async fn nats_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
 
 async fn redis_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
     use redis::AsyncCommands;
-    use redis::streams::{StreamReadOptions, StreamReadReply};
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
-    let mut con = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .context("connecting timed out")??;
+    let (client, mut con) = redis_connect(addr).await?;
     let key = "eddybench:w2";
     let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    for g in 0..FAN_OUT {
-        let _: () = con
-            .xgroup_create_mkstream(key, format!("g{g}"), "$")
-            .await?;
+    let groups: Vec<String> = (0..FAN_OUT).map(|g| format!("g{g}")).collect();
+    for group in &groups {
+        let _: () = con.xgroup_create_mkstream(key, group, "$").await?;
     }
     let start = Instant::now();
     let mut consumers = tokio::task::JoinSet::new();
-    for g in 0..FAN_OUT {
-        let mut con = client.get_multiplexed_async_connection().await?;
+    for group in groups {
+        let con = client.get_multiplexed_async_connection().await?;
         consumers.spawn(async move {
-            let group = format!("g{g}");
-            let options = StreamReadOptions::default()
-                .group(&group, "c")
-                .count(TAKE)
-                .block(100);
-            let mut acked = 0;
-            while acked < events {
-                let reply: Option<StreamReadReply> =
-                    con.xread_options(&[key], &[">"], &options).await?;
-                let ids: Vec<String> = reply
-                    .into_iter()
-                    .flat_map(|r| r.keys)
-                    .flat_map(|k| k.ids)
-                    .map(|id| id.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                let n: u64 = con.xack(key, &group, &ids).await?;
-                acked += n;
-            }
-            anyhow::Ok(())
+            redis_ack_until(con, (key, &group, "c"), (Arc::default(), events), Some(100)).await
         });
     }
-    let mut sent = 0;
-    while sent < events {
-        let mut pipe = redis::pipe();
-        let n = (events - sent).min(PIPELINE as u64);
-        for _ in 0..n {
-            pipe.cmd("XADD")
-                .arg(key)
-                .arg("*")
-                .arg("d")
-                .arg(payload.as_ref())
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut con).await?;
-        sent += n;
-    }
+    redis_xadd(&mut con, key, &payload, events).await?;
     while let Some(done) = consumers.join_next().await {
         done??;
     }
@@ -890,69 +891,15 @@ fn w3(
 }
 
 async fn nats_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    use async_nats::jetstream::consumer::{AckPolicy, pull};
-    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
-        .await
-        .context("connecting timed out")??;
-    let js = async_nats::jetstream::new(client);
     let name = "EDDY_BENCH_W3";
-    let _ = js.delete_stream(name).await;
-    let stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: name.to_string(),
-            subjects: vec!["eddybench.w3".to_string()],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .context("create the JetStream stream")?;
-    let mut acks = FuturesUnordered::new();
-    for _ in 0..events {
-        if acks.len() >= WINDOW
-            && let Some(ack) = acks.next().await
-        {
-            ack?;
-        }
-        let ack = js.publish("eddybench.w3", payload.clone()).await?;
-        acks.push(ack.into_future());
-    }
-    while let Some(ack) = acks.next().await {
-        ack?;
-    }
-    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
-        .create_consumer(pull::Config {
-            durable_name: Some("eddy-w3".to_string()),
-            ack_policy: AckPolicy::Explicit,
-            max_ack_pending: (CONSUMERS * TAKE * 2) as i64,
-            ..Default::default()
-        })
-        .await
-        .context("create the pull consumer")?;
-    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (js, stream) = nats_stream(addr, name, "eddybench.w3").await?;
+    nats_publish_window(&js, "eddybench.w3", &payload, events).await?;
+    let consumer = nats_consumer(&stream, "eddy-w3", CONSUMERS * TAKE * 2).await?;
+    let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut consumers = tokio::task::JoinSet::new();
     for _ in 0..CONSUMERS {
-        let (consumer, acked) = (consumer.clone(), std::sync::Arc::clone(&acked));
-        consumers.spawn(async move {
-            while acked.load(std::sync::atomic::Ordering::Relaxed) < events {
-                let mut batch = consumer
-                    .fetch()
-                    .max_messages(TAKE)
-                    .expires(Duration::from_millis(200))
-                    .messages()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-                while let Some(message) = batch.next().await {
-                    let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-                    message
-                        .ack()
-                        .await
-                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-                    acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-            anyhow::Ok(())
-        });
+        consumers.spawn(nats_ack_until(consumer.clone(), Arc::clone(&acked), events));
     }
     while let Some(done) = consumers.join_next().await {
         done??;
@@ -964,58 +911,20 @@ async fn nats_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
 
 async fn redis_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
     use redis::AsyncCommands;
-    use redis::streams::{StreamReadOptions, StreamReadReply};
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
-    let mut con = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .context("connecting timed out")??;
+    let (client, mut con) = redis_connect(addr).await?;
     let key = "eddybench:w3";
     let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    let mut sent = 0;
-    while sent < events {
-        let mut pipe = redis::pipe();
-        let n = (events - sent).min(PIPELINE as u64);
-        for _ in 0..n {
-            pipe.cmd("XADD")
-                .arg(key)
-                .arg("*")
-                .arg("d")
-                .arg(payload.as_ref())
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut con).await?;
-        sent += n;
-    }
+    redis_xadd(&mut con, key, &payload, events).await?;
     let _: () = con.xgroup_create(key, "g", "0").await?;
-    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut consumers = tokio::task::JoinSet::new();
     for c in 0..CONSUMERS {
         // A connection each, as four consumer processes would have.
-        let mut con = client.get_multiplexed_async_connection().await?;
-        let acked = std::sync::Arc::clone(&acked);
+        let con = client.get_multiplexed_async_connection().await?;
+        let acked = Arc::clone(&acked);
         consumers.spawn(async move {
-            let options = StreamReadOptions::default()
-                .group("g", format!("c{c}"))
-                .count(TAKE);
-            while acked.load(std::sync::atomic::Ordering::Relaxed) < events {
-                let reply: StreamReadReply = con.xread_options(&[key], &[">"], &options).await?;
-                let ids: Vec<String> = reply
-                    .keys
-                    .into_iter()
-                    .flat_map(|k| k.ids)
-                    .map(|id| id.id)
-                    .collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                let n: u64 = con.xack(key, "g", &ids).await?;
-                acked.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            }
-            anyhow::Ok(())
+            redis_ack_until(con, (key, "g", &format!("c{c}")), (acked, events), None).await
         });
     }
     while let Some(done) = consumers.join_next().await {
