@@ -60,6 +60,18 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
+/// A broker whose time is a manual clock (no timer of its own), and the
+/// clock, to share with a service.
+fn manual_broker(dir: &tempfile::TempDir) -> (Broker, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let config = BrokerConfig {
+        timer_interval_ms: None,
+        ..BrokerConfig::default()
+    };
+    let bus = Broker::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    (bus, clock)
+}
+
 fn quick() -> ServiceConfig {
     ServiceConfig {
         in_process_delay: Duration::from_millis(1),
@@ -338,12 +350,7 @@ async fn an_open_breaker_pauses_fetching_until_a_probe_succeeds() {
     // their delivery attempts; once the time has passed, one probe goes
     // through, succeeds, the breaker closes and the backlog drains.
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let config = BrokerConfig {
-        timer_interval_ms: None,
-        ..BrokerConfig::default()
-    };
-    let bus = Broker::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    let (bus, clock) = manual_broker(&dir);
     for topic in ["orders", "breakers"] {
         bus.create_topic(topic, TopicConfig::default())
             .await
@@ -456,12 +463,7 @@ async fn retries_extend_the_lease_they_would_outlive() {
     // the broker, and the lease is 1,000 ms: three tries outlive it unless
     // the service extends it between them.
     let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::new(1_000_000));
-    let config = BrokerConfig {
-        timer_interval_ms: None,
-        ..BrokerConfig::default()
-    };
-    let bus = Broker::open_with_clock(dir.path(), config, clock.clone()).unwrap();
+    let (bus, clock) = manual_broker(&dir);
     bus.create_topic("orders", TopicConfig::default())
         .await
         .unwrap();
