@@ -28,17 +28,13 @@
 //! reported. A peer that is not reachable is reported as skipped.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use eddy_broker::{Broker, BrokerConfig};
-use eddy_bus::{Bus, Event, TopicConfig};
 use eddy_log::FsyncPolicy;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::runtime::Runtime;
 
 use super::disk::pattern;
@@ -47,7 +43,10 @@ use super::server::process::ServerProcess;
 use super::server::sampler::Sampler;
 use super::units::grouped;
 use super::{Scratch, check_parent_exists};
-use eddy_client::{Client, ClientConfig};
+
+mod eddy;
+mod jetstream;
+mod redis_streams;
 
 const NAME: &str = "eddy bench peers";
 /// Publishes in flight at once (W1).
@@ -55,11 +54,6 @@ const WINDOW: usize = 256;
 /// Commands per Redis pipeline.
 const PIPELINE: usize = 100;
 const EVENT_BYTES: usize = 1024;
-
-type JetStream = async_nats::jetstream::Context;
-type PullConsumer =
-    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>;
-type RedisConnection = redis::aio::MultiplexedConnection;
 
 #[derive(Debug, Args)]
 pub struct BenchPeersArgs {
@@ -245,7 +239,7 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
             flush_page_cache()?;
             let measured = match workload {
                 Workload::W1 if *target == Target::EddyServer => {
-                    runtime.block_on(eddy_server_w1(&server_addr, events))
+                    runtime.block_on(eddy::server_w1(&server_addr, events))
                 }
                 Workload::W1 => w1(&runtime, *target, &dir, events, args),
                 Workload::W2 => w2(&runtime, *target, &dir, events, args),
@@ -383,225 +377,19 @@ fn w1(
                 ..BrokerConfig::default()
             };
             let broker = Broker::open(dir, config)?;
-            let elapsed = runtime.block_on(eddy_w1(&broker, payload, events));
+            let elapsed = runtime.block_on(eddy::w1(&broker, payload, events));
             broker.close()?;
             elapsed
         }
         Target::EddyServer => bail!("the server row runs on its own"),
-        Target::Nats => runtime.block_on(nats_w1(&args.nats, payload, events)),
-        Target::Redis { fsync_always } => {
-            runtime.block_on(redis_w1(&args.redis, fsync_always, payload, events))
-        }
+        Target::Nats => runtime.block_on(jetstream::w1(&args.nats, payload, events)),
+        Target::Redis { fsync_always } => runtime.block_on(redis_streams::w1(
+            &args.redis,
+            fsync_always,
+            payload,
+            events,
+        )),
     }
-}
-
-async fn eddy_w1(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> {
-    bus.create_topic("bench.w1", TopicConfig::with_partitions(4))
-        .await?;
-    let start = Instant::now();
-    publish_window(bus, "bench.w1", &payload, events).await?;
-    Ok(start.elapsed())
-}
-
-/// W1 through `eddy-client` to the server, on a topic of its own per run.
-async fn eddy_server_w1(addr: &str, events: u64) -> Result<Duration> {
-    let client = Client::connect(addr, ClientConfig::default()).await?;
-    let topic = format!("bench.w1.{}", crate::utc::now_ms());
-    client
-        .create_topic(&topic, TopicConfig::with_partitions(4))
-        .await?;
-    let payload = Bytes::from(pattern(EVENT_BYTES));
-    let start = Instant::now();
-    publish_window(&client, &topic, &payload, events).await?;
-    let elapsed = start.elapsed();
-    client.delete_topic(&topic).await?;
-    client.close().await;
-    Ok(elapsed)
-}
-
-/// Publishes `events` events of `payload` to `topic`, 256 in flight, each
-/// with its own id and one of 64 keys.
-async fn publish_window<B: Bus>(bus: &B, topic: &str, payload: &Bytes, events: u64) -> Result<()> {
-    let mut in_flight = FuturesUnordered::new();
-    for n in 0..events {
-        if in_flight.len() >= WINDOW
-            && let Some(done) = in_flight.next().await
-        {
-            done?;
-        }
-        let event = Event::new("BenchPeers", payload.clone())
-            .with_id(format!("p-{n}"))
-            .with_key(format!("k{}", n % 64));
-        in_flight.push(bus.publish(topic, event));
-    }
-    while let Some(done) = in_flight.next().await {
-        done?;
-    }
-    Ok(())
-}
-
-/// A fresh JetStream file-storage stream `name` on `subject`.
-async fn nats_stream(
-    addr: &str,
-    name: &str,
-    subject: &str,
-) -> Result<(JetStream, async_nats::jetstream::stream::Stream)> {
-    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
-        .await
-        .context("connecting timed out")??;
-    let js = async_nats::jetstream::new(client);
-    let _ = js.delete_stream(name).await;
-    let stream = js
-        .create_stream(async_nats::jetstream::stream::Config {
-            name: name.to_string(),
-            subjects: vec![subject.to_string()],
-            storage: async_nats::jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .context("create the JetStream stream")?;
-    Ok((js, stream))
-}
-
-/// Publishes `events` messages of `payload`, 256 acks outstanding.
-async fn nats_publish_window(
-    js: &JetStream,
-    subject: &str,
-    payload: &Bytes,
-    events: u64,
-) -> Result<()> {
-    let mut acks = FuturesUnordered::new();
-    for _ in 0..events {
-        if acks.len() >= WINDOW
-            && let Some(ack) = acks.next().await
-        {
-            ack?;
-        }
-        let ack = js
-            .publish(subject.to_string(), payload.clone())
-            .await
-            .context("publish")?;
-        acks.push(ack.into_future());
-    }
-    while let Some(ack) = acks.next().await {
-        ack?;
-    }
-    Ok(())
-}
-
-/// A durable pull consumer with explicit acks.
-async fn nats_consumer(
-    stream: &async_nats::jetstream::stream::Stream,
-    name: &str,
-    max_ack_pending: usize,
-) -> Result<PullConsumer> {
-    use async_nats::jetstream::consumer::{AckPolicy, pull};
-    stream
-        .create_consumer(pull::Config {
-            durable_name: Some(name.to_string()),
-            ack_policy: AckPolicy::Explicit,
-            max_ack_pending: max_ack_pending as i64,
-            ..Default::default()
-        })
-        .await
-        .context("create a pull consumer")
-}
-
-/// Fetches (≤ 500 at a time) and acks each message until `acked` reaches
-/// `target`.
-async fn nats_ack_until(consumer: PullConsumer, acked: Arc<AtomicU64>, target: u64) -> Result<()> {
-    while acked.load(Ordering::Relaxed) < target {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(TAKE)
-            .expires(Duration::from_millis(200))
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-        while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-            message
-                .ack()
-                .await
-                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
-            acked.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(())
-}
-
-/// A client of Redis and one connection, within 3 s.
-async fn redis_connect(addr: &str) -> Result<(redis::Client, RedisConnection)> {
-    let client = redis::Client::open(format!("redis://{addr}/"))?;
-    let con = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .context("connecting timed out")??;
-    Ok((client, con))
-}
-
-/// `XADD`s `events` entries of `payload` to `key`, in pipelines of 100.
-async fn redis_xadd(
-    con: &mut RedisConnection,
-    key: &str,
-    payload: &Bytes,
-    events: u64,
-) -> Result<()> {
-    let mut sent = 0;
-    while sent < events {
-        let mut pipe = redis::pipe();
-        let n = (events - sent).min(PIPELINE as u64);
-        for _ in 0..n {
-            pipe.cmd("XADD")
-                .arg(key)
-                .arg("*")
-                .arg("d")
-                .arg(payload.as_ref())
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut *con).await?;
-        sent += n;
-    }
-    Ok(())
-}
-
-/// Reads (≤ 500 at a time) as `consumer` of `group` and acks each read
-/// with one `XACK`, until `acked` reaches `target`; a read with nothing
-/// to return waits up to `block_ms` (W2, where the publisher is still
-/// running) or returns at once (W3, a backlog), as the runs before this
-/// helper did.
-async fn redis_ack_until(
-    mut con: RedisConnection,
-    (key, group, consumer): (&str, &str, &str),
-    (acked, target): (Arc<AtomicU64>, u64),
-    block_ms: Option<usize>,
-) -> Result<()> {
-    use redis::AsyncCommands;
-    use redis::streams::{StreamReadOptions, StreamReadReply};
-    let options = StreamReadOptions::default()
-        .group(group, consumer)
-        .count(TAKE);
-    let options = match block_ms {
-        Some(ms) => options.block(ms),
-        None => options,
-    };
-    while acked.load(Ordering::Relaxed) < target {
-        let reply: Option<StreamReadReply> = con.xread_options(&[key], &[">"], &options).await?;
-        let ids: Vec<String> = reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(|id| id.id)
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        let n: u64 = con.xack(key, group, &ids).await?;
-        acked.fetch_add(n, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// The pid of the first process named `name` (its `comm`), if any.
@@ -614,109 +402,6 @@ fn pid_of(name: &str) -> Option<u32> {
             let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
             (comm.trim() == name).then_some(pid)
         })
-}
-
-async fn nats_w1(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    let name = "EDDY_BENCH_W1";
-    let (js, _) = nats_stream(addr, name, "eddybench.w1").await?;
-    let start = Instant::now();
-    nats_publish_window(&js, "eddybench.w1", &payload, events).await?;
-    let elapsed = start.elapsed();
-    let _ = js.delete_stream(name).await;
-    Ok(elapsed)
-}
-
-async fn redis_w1(addr: &str, fsync_always: bool, payload: Bytes, events: u64) -> Result<Duration> {
-    let (_, mut con) = redis_connect(addr).await?;
-    let key = "eddybench:w1";
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    // The machine runs Redis without persistence; the row with
-    // `appendfsync always` turns the append-only file on for itself and
-    // restores what it found.
-    let before = if fsync_always {
-        Some(redis_aof(&mut con, true).await?)
-    } else {
-        None
-    };
-    let start = Instant::now();
-    let measured = redis_xadd(&mut con, key, &payload, events)
-        .await
-        .map(|()| start.elapsed());
-    if let Some(before) = before {
-        redis_restore(&mut con, &before).await?;
-    }
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    measured
-}
-
-/// Redis's `appendonly` and `appendfsync` before the row changed them.
-#[derive(Debug)]
-struct AofSettings {
-    appendonly: String,
-    appendfsync: String,
-}
-
-async fn redis_config(con: &mut RedisConnection, name: &str) -> Result<String> {
-    let pair: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg(name)
-        .query_async(con)
-        .await?;
-    pair.get(1)
-        .cloned()
-        .with_context(|| format!("CONFIG GET {name} answered {pair:?}"))
-}
-
-async fn redis_aof(con: &mut RedisConnection, on: bool) -> Result<AofSettings> {
-    let before = AofSettings {
-        appendonly: redis_config(con, "appendonly").await?,
-        appendfsync: redis_config(con, "appendfsync").await?,
-    };
-    if on {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("appendfsync")
-            .arg("always")
-            .query_async(con)
-            .await?;
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("appendonly")
-            .arg("yes")
-            .query_async(con)
-            .await?;
-        // Turning the file on rewrites it in the background first.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let info: String = redis::cmd("INFO")
-                .arg("persistence")
-                .query_async(con)
-                .await?;
-            if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_enabled:1") {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("Redis did not finish turning on its append-only file in 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(before)
-}
-
-async fn redis_restore(con: &mut RedisConnection, before: &AofSettings) -> Result<()> {
-    for (name, value) in [
-        ("appendonly", &before.appendonly),
-        ("appendfsync", &before.appendfsync),
-    ] {
-        let _: () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query_async(con)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Writes back every dirty page of the machine (`sync`), and waits for it.
@@ -750,97 +435,14 @@ fn w2(
                 ..BrokerConfig::default()
             };
             let broker = Broker::open(dir, config)?;
-            let elapsed = runtime.block_on(eddy_w2(&broker, payload, events));
+            let elapsed = runtime.block_on(eddy::w2(&broker, payload, events));
             broker.close()?;
             elapsed
         }
         Target::EddyServer => bail!("W2 has no server row yet"),
-        Target::Nats => runtime.block_on(nats_w2(&args.nats, payload, events)),
-        Target::Redis { .. } => runtime.block_on(redis_w2(&args.redis, payload, events)),
+        Target::Nats => runtime.block_on(jetstream::w2(&args.nats, payload, events)),
+        Target::Redis { .. } => runtime.block_on(redis_streams::w2(&args.redis, payload, events)),
     }
-}
-
-async fn eddy_w2(bus: &Broker, payload: Bytes, events: u64) -> Result<Duration> {
-    bus.create_topic("bench.w2", TopicConfig::with_partitions(4))
-        .await?;
-    for s in 0..FAN_OUT {
-        super::broker::create_shared_subscription(bus, &format!("bench-w2-{s}"), "bench.w2")
-            .await?;
-    }
-    let start = Instant::now();
-    let mut consumers = tokio::task::JoinSet::new();
-    for s in 0..FAN_OUT {
-        let bus = bus.clone();
-        consumers.spawn(async move {
-            let name = format!("bench-w2-{s}");
-            let mut acked = 0;
-            while acked < events {
-                let options = eddy_bus::FetchOptions {
-                    max: TAKE as u32,
-                    wait_ms: 100,
-                };
-                let batch = bus.fetch(&name, options).await?;
-                let ids: Vec<eddy_bus::AckId> = batch.into_iter().map(|d| d.ack_id).collect();
-                if ids.is_empty() {
-                    continue;
-                }
-                for result in bus.ack_all(&name, &ids).await? {
-                    result?;
-                }
-                acked += ids.len() as u64;
-            }
-            anyhow::Ok(())
-        });
-    }
-    publish_window(bus, "bench.w2", &payload, events).await?;
-    while let Some(done) = consumers.join_next().await {
-        done??;
-    }
-    Ok(start.elapsed())
-}
-
-async fn nats_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    let name = "EDDY_BENCH_W2";
-    let (js, stream) = nats_stream(addr, name, "eddybench.w2").await?;
-    let mut consumers = tokio::task::JoinSet::new();
-    let start = Instant::now();
-    for s in 0..FAN_OUT {
-        let consumer = nats_consumer(&stream, &format!("eddy-w2-{s}"), TAKE * 4).await?;
-        consumers.spawn(nats_ack_until(consumer, Arc::default(), events));
-    }
-    nats_publish_window(&js, "eddybench.w2", &payload, events).await?;
-    while let Some(done) = consumers.join_next().await {
-        done??;
-    }
-    let elapsed = start.elapsed();
-    let _ = js.delete_stream(name).await;
-    Ok(elapsed)
-}
-
-async fn redis_w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    use redis::AsyncCommands;
-    let (client, mut con) = redis_connect(addr).await?;
-    let key = "eddybench:w2";
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    let groups: Vec<String> = (0..FAN_OUT).map(|g| format!("g{g}")).collect();
-    for group in &groups {
-        let _: () = con.xgroup_create_mkstream(key, group, "$").await?;
-    }
-    let start = Instant::now();
-    let mut consumers = tokio::task::JoinSet::new();
-    for group in groups {
-        let con = client.get_multiplexed_async_connection().await?;
-        consumers.spawn(async move {
-            redis_ack_until(con, (key, &group, "c"), (Arc::default(), events), Some(100)).await
-        });
-    }
-    redis_xadd(&mut con, key, &payload, events).await?;
-    while let Some(done) = consumers.join_next().await {
-        done??;
-    }
-    let elapsed = start.elapsed();
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    Ok(elapsed)
 }
 
 /// Consumers of W3.
@@ -885,54 +487,9 @@ fn w3(
             Ok(drained?.elapsed)
         }
         Target::EddyServer => bail!("W3 has no server row yet"),
-        Target::Nats => runtime.block_on(nats_w3(&args.nats, payload, events)),
-        Target::Redis { .. } => runtime.block_on(redis_w3(&args.redis, payload, events)),
+        Target::Nats => runtime.block_on(jetstream::w3(&args.nats, payload, events)),
+        Target::Redis { .. } => runtime.block_on(redis_streams::w3(&args.redis, payload, events)),
     }
-}
-
-async fn nats_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    let name = "EDDY_BENCH_W3";
-    let (js, stream) = nats_stream(addr, name, "eddybench.w3").await?;
-    nats_publish_window(&js, "eddybench.w3", &payload, events).await?;
-    let consumer = nats_consumer(&stream, "eddy-w3", CONSUMERS * TAKE * 2).await?;
-    let acked = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut consumers = tokio::task::JoinSet::new();
-    for _ in 0..CONSUMERS {
-        consumers.spawn(nats_ack_until(consumer.clone(), Arc::clone(&acked), events));
-    }
-    while let Some(done) = consumers.join_next().await {
-        done??;
-    }
-    let elapsed = start.elapsed();
-    let _ = js.delete_stream(name).await;
-    Ok(elapsed)
-}
-
-async fn redis_w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
-    use redis::AsyncCommands;
-    let (client, mut con) = redis_connect(addr).await?;
-    let key = "eddybench:w3";
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    redis_xadd(&mut con, key, &payload, events).await?;
-    let _: () = con.xgroup_create(key, "g", "0").await?;
-    let acked = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut consumers = tokio::task::JoinSet::new();
-    for c in 0..CONSUMERS {
-        // A connection each, as four consumer processes would have.
-        let con = client.get_multiplexed_async_connection().await?;
-        let acked = Arc::clone(&acked);
-        consumers.spawn(async move {
-            redis_ack_until(con, (key, "g", &format!("c{c}")), (acked, events), None).await
-        });
-    }
-    while let Some(done) = consumers.join_next().await {
-        done??;
-    }
-    let elapsed = start.elapsed();
-    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    Ok(elapsed)
 }
 
 #[cfg(test)]

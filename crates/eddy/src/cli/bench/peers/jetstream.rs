@@ -1,0 +1,148 @@
+//! The NATS JetStream rows (async-nats): a file-storage stream, publish
+//! acks outstanding, durable pull consumers with explicit acks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+
+use super::{CONSUMERS, FAN_OUT, TAKE, WINDOW};
+
+type JetStream = async_nats::jetstream::Context;
+type PullConsumer =
+    async_nats::jetstream::consumer::Consumer<async_nats::jetstream::consumer::pull::Config>;
+
+/// A fresh JetStream file-storage stream `name` on `subject`.
+async fn stream(
+    addr: &str,
+    name: &str,
+    subject: &str,
+) -> Result<(JetStream, async_nats::jetstream::stream::Stream)> {
+    let client = tokio::time::timeout(Duration::from_secs(3), async_nats::connect(addr))
+        .await
+        .context("connecting timed out")??;
+    let js = async_nats::jetstream::new(client);
+    let _ = js.delete_stream(name).await;
+    let stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![subject.to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .context("create the JetStream stream")?;
+    Ok((js, stream))
+}
+
+/// Publishes `events` messages of `payload`, 256 acks outstanding.
+async fn publish_window(js: &JetStream, subject: &str, payload: &Bytes, events: u64) -> Result<()> {
+    let mut acks = FuturesUnordered::new();
+    for _ in 0..events {
+        if acks.len() >= WINDOW
+            && let Some(ack) = acks.next().await
+        {
+            ack?;
+        }
+        let ack = js
+            .publish(subject.to_string(), payload.clone())
+            .await
+            .context("publish")?;
+        acks.push(ack.into_future());
+    }
+    while let Some(ack) = acks.next().await {
+        ack?;
+    }
+    Ok(())
+}
+
+/// A durable pull consumer with explicit acks.
+async fn consumer(
+    stream: &async_nats::jetstream::stream::Stream,
+    name: &str,
+    max_ack_pending: usize,
+) -> Result<PullConsumer> {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name.to_string()),
+            ack_policy: AckPolicy::Explicit,
+            max_ack_pending: max_ack_pending as i64,
+            ..Default::default()
+        })
+        .await
+        .context("create a pull consumer")
+}
+
+/// Fetches (≤ 500 at a time) and acks each message until `acked` reaches
+/// `target`.
+async fn ack_until(consumer: PullConsumer, acked: Arc<AtomicU64>, target: u64) -> Result<()> {
+    while acked.load(Ordering::Relaxed) < target {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(TAKE)
+            .expires(Duration::from_millis(200))
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+            message
+                .ack()
+                .await
+                .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+            acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn w1(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    let name = "EDDY_BENCH_W1";
+    let (js, _) = stream(addr, name, "eddybench.w1").await?;
+    let start = Instant::now();
+    publish_window(&js, "eddybench.w1", &payload, events).await?;
+    let elapsed = start.elapsed();
+    let _ = js.delete_stream(name).await;
+    Ok(elapsed)
+}
+
+pub(super) async fn w2(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    let name = "EDDY_BENCH_W2";
+    let (js, stream) = stream(addr, name, "eddybench.w2").await?;
+    let mut consumers = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for s in 0..FAN_OUT {
+        let consumer = consumer(&stream, &format!("eddy-w2-{s}"), TAKE * 4).await?;
+        consumers.spawn(ack_until(consumer, Arc::default(), events));
+    }
+    publish_window(&js, "eddybench.w2", &payload, events).await?;
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let elapsed = start.elapsed();
+    let _ = js.delete_stream(name).await;
+    Ok(elapsed)
+}
+
+pub(super) async fn w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
+    let name = "EDDY_BENCH_W3";
+    let (js, stream) = stream(addr, name, "eddybench.w3").await?;
+    publish_window(&js, "eddybench.w3", &payload, events).await?;
+    let consumer = consumer(&stream, "eddy-w3", CONSUMERS * TAKE * 2).await?;
+    let acked = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..CONSUMERS {
+        consumers.spawn(ack_until(consumer.clone(), Arc::clone(&acked), events));
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let elapsed = start.elapsed();
+    let _ = js.delete_stream(name).await;
+    Ok(elapsed)
+}
