@@ -51,7 +51,12 @@ pub(crate) struct Inner {
     pub(crate) changed: tokio::sync::watch::Sender<u64>,
     closed: AtomicBool,
     stop: Mutex<bool>,
+    /// Wakes the timer thread: to stop, or to recompute when it should
+    /// wake (a retry was scheduled sooner).
     stop_cv: Condvar,
+    /// The clock time the timer thread waits until (`i64::MIN` while it
+    /// is not waiting, or without a timer thread); written under `stop`.
+    timer_wake_ms: AtomicI64,
     timer: Mutex<Option<JoinHandle<()>>>,
     snapshot_lock: Mutex<()>,
     last_retention_ms: AtomicI64,
@@ -208,6 +213,7 @@ impl Broker {
                 closed: AtomicBool::new(false),
                 stop: Mutex::new(false),
                 stop_cv: Condvar::new(),
+                timer_wake_ms: AtomicI64::new(i64::MIN),
                 timer: Mutex::new(None),
                 snapshot_lock: Mutex::new(()),
                 last_retention_ms: AtomicI64::new(i64::MIN),
@@ -685,23 +691,69 @@ impl Broker {
 
     // ---- background work ----
 
+    /// The timer thread: a [`tick`](Self::tick) every `interval_ms`, and
+    /// also as soon as a subscription's earliest timer (a retry falling
+    /// due, a lease ending) comes, so a retry is delivered at its time
+    /// rather than at the next interval.
     fn run_timer(&self, interval_ms: u64) {
-        let period = std::time::Duration::from_millis(interval_ms);
+        let interval = i64::try_from(interval_ms).unwrap_or(i64::MAX);
+        let mut last_tick = self.now_ms();
         loop {
             {
                 let stop = lock(&self.inner.stop);
-                let (stop, _) = self
-                    .inner
-                    .stop_cv
-                    .wait_timeout(stop, period)
-                    .unwrap_or_else(|p| p.into_inner());
                 if *stop {
                     return;
                 }
+                // Computed under `stop`: a nack that schedules a sooner
+                // retry after this either is seen here or finds the timer
+                // waiting, and wakes it (`wake_timer_for`).
+                let now = self.now_ms();
+                let next = self.next_timer_after(last_tick).unwrap_or(i64::MAX);
+                let wake = last_tick.saturating_add(interval).min(next);
+                if wake > now {
+                    self.inner.timer_wake_ms.store(wake, Ordering::SeqCst);
+                    let wait = std::time::Duration::from_millis((wake - now).unsigned_abs());
+                    let (stop, _) = self
+                        .inner
+                        .stop_cv
+                        .wait_timeout(stop, wait)
+                        .unwrap_or_else(|p| p.into_inner());
+                    self.inner.timer_wake_ms.store(i64::MIN, Ordering::SeqCst);
+                    if *stop {
+                        return;
+                    }
+                    if self.now_ms() < wake {
+                        // Woken early: a sooner timer was set; recompute.
+                        continue;
+                    }
+                }
             }
+            last_tick = self.now_ms();
             if let Err(e) = self.tick() {
                 tracing::error!(error = %e, "broker timer");
             }
+        }
+    }
+
+    /// The earliest timer of any subscription after `after` (clock ms):
+    /// the ones at or before it were handled by the tick at `after`.
+    fn next_timer_after(&self, after: i64) -> Option<i64> {
+        let cat = self.catalog_read().ok()?;
+        cat.subs
+            .values()
+            .filter_map(|cell| cell.lock().next_timer_after(after))
+            .min()
+    }
+
+    /// Wakes the timer thread if it waits past `due` (clock ms). Call
+    /// without holding a subscription's lock.
+    pub(crate) fn wake_timer_for(&self, due: i64) {
+        if due >= self.inner.timer_wake_ms.load(Ordering::SeqCst) {
+            return;
+        }
+        let _stop = lock(&self.inner.stop);
+        if due < self.inner.timer_wake_ms.load(Ordering::SeqCst) {
+            self.inner.stop_cv.notify_all();
         }
     }
 

@@ -117,7 +117,7 @@ impl Broker {
         let (cell, tp) = self.locate(sub, id)?;
         let now = self.now_ms();
         let mut ops = Vec::new();
-        let (w, dying) = {
+        let (w, dying, next_timer) = {
             let mut st = cell.lock();
             let dying = st.nack(
                 tp,
@@ -127,8 +127,15 @@ impl Broker {
                 options.error.map(clip),
                 &mut ops,
             )?;
-            (self.inner.journal.write(&ops)?, dying)
+            (
+                self.inner.journal.write(&ops)?,
+                dying,
+                st.next_timer_after(now),
+            )
         };
+        if let Some(due) = next_timer {
+            self.wake_timer_for(due);
+        }
         self.inner.journal.wait(w)?;
         if let Some(d) = dying {
             self.dead_letter(&cell, vec![d])?;

@@ -869,4 +869,14 @@ impl Sub {
     pub(crate) fn has_due(&self, now: i64) -> bool {
         self.timers.first().is_some_and(|&(t, _, _)| t <= now)
     }
+
+    /// When the earliest timer after `after` falls due, if any. (Retries
+    /// due at or before `after` keep their timers until delivered.)
+    pub(crate) fn next_timer_after(&self, after: i64) -> Option<i64> {
+        use std::ops::Bound;
+        self.timers
+            .range((Bound::Excluded((after, TP_MAX, u64::MAX)), Bound::Unbounded))
+            .next()
+            .map(|&(t, _, _)| t)
+    }
 }

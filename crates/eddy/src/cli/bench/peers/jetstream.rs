@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use super::{CONSUMERS, FAN_OUT, TAKE, WINDOW};
+use super::{CONSUMERS, FAN_OUT, TAKE, WINDOW, latency, retry};
 
 type JetStream = async_nats::jetstream::Context;
 type PullConsumer =
@@ -38,17 +38,23 @@ async fn stream(
     Ok((js, stream))
 }
 
-/// Publishes `events` messages of `payload`, 256 acks outstanding.
-async fn publish_window(js: &JetStream, subject: &str, payload: &Bytes, events: u64) -> Result<()> {
+/// Publishes `events` messages, the `n`th with `data(n)`, 256 acks
+/// outstanding.
+async fn publish_window(
+    js: &JetStream,
+    subject: &str,
+    data: impl Fn(u64) -> Bytes,
+    events: u64,
+) -> Result<()> {
     let mut acks = FuturesUnordered::new();
-    for _ in 0..events {
+    for n in 0..events {
         if acks.len() >= WINDOW
             && let Some(ack) = acks.next().await
         {
             ack?;
         }
         let ack = js
-            .publish(subject.to_string(), payload.clone())
+            .publish(subject.to_string(), data(n))
             .await
             .context("publish")?;
         acks.push(ack.into_future());
@@ -104,7 +110,7 @@ pub(super) async fn w1(addr: &str, payload: Bytes, events: u64) -> Result<Durati
     let name = "EDDY_BENCH_W1";
     let (js, _) = stream(addr, name, "eddybench.w1").await?;
     let start = Instant::now();
-    publish_window(&js, "eddybench.w1", &payload, events).await?;
+    publish_window(&js, "eddybench.w1", |_| payload.clone(), events).await?;
     let elapsed = start.elapsed();
     let _ = js.delete_stream(name).await;
     Ok(elapsed)
@@ -119,7 +125,7 @@ pub(super) async fn w2(addr: &str, payload: Bytes, events: u64) -> Result<Durati
         let consumer = consumer(&stream, &format!("eddy-w2-{s}"), TAKE * 4).await?;
         consumers.spawn(ack_until(consumer, Arc::default(), events));
     }
-    publish_window(&js, "eddybench.w2", &payload, events).await?;
+    publish_window(&js, "eddybench.w2", |_| payload.clone(), events).await?;
     while let Some(done) = consumers.join_next().await {
         done??;
     }
@@ -131,7 +137,7 @@ pub(super) async fn w2(addr: &str, payload: Bytes, events: u64) -> Result<Durati
 pub(super) async fn w3(addr: &str, payload: Bytes, events: u64) -> Result<Duration> {
     let name = "EDDY_BENCH_W3";
     let (js, stream) = stream(addr, name, "eddybench.w3").await?;
-    publish_window(&js, "eddybench.w3", &payload, events).await?;
+    publish_window(&js, "eddybench.w3", |_| payload.clone(), events).await?;
     let consumer = consumer(&stream, "eddy-w3", CONSUMERS * TAKE * 2).await?;
     let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -145,4 +151,117 @@ pub(super) async fn w3(addr: &str, payload: Bytes, events: u64) -> Result<Durati
     let elapsed = start.elapsed();
     let _ = js.delete_stream(name).await;
     Ok(elapsed)
+}
+
+/// W4: a file-storage stream; each paced send publishes and awaits its
+/// ack; one durable pull consumer read as a continuous stream (batches of
+/// ≤ 500 pulled ahead), `ack()` per message.
+pub(super) async fn w4(
+    addr: &str,
+    payload: Bytes,
+    pace: latency::Pace,
+) -> Result<latency::Latency> {
+    let name = format!("EDDY_BENCH_W4_{}", pace.rate_per_sec);
+    let subject = format!("eddybench.w4.{}", pace.rate_per_sec);
+    let (js, stream) = stream(addr, &name, &subject).await?;
+    let consumer = consumer(&stream, "eddy-w4", TAKE * 2).await?;
+    let origin = Instant::now();
+    let receiver = tokio::spawn(async move {
+        let mut messages = consumer
+            .stream()
+            .max_messages_per_batch(TAKE)
+            .messages()
+            .await
+            .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+        let mut samples = Vec::with_capacity(pace.events as usize);
+        let mut stall = latency::StallGuard::new();
+        while (samples.len() as u64) < pace.events {
+            match tokio::time::timeout(Duration::from_millis(100), messages.next()).await {
+                Ok(Some(message)) => {
+                    let message = message.map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+                    samples.push(latency::age(&message.payload, origin)?);
+                    message
+                        .ack()
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                }
+                Ok(None) => anyhow::bail!("the consumer's message stream ended"),
+                Err(_) => {}
+            }
+            stall.check(samples.len())?;
+        }
+        anyhow::Ok(samples)
+    });
+    let (sender, send_subject) = (js.clone(), subject.clone());
+    let paced = latency::pace(pace, &payload, origin, move |_, data| {
+        let (js, subject) = (sender.clone(), send_subject.clone());
+        async move {
+            js.publish(subject, data).await?.await?;
+            Ok(())
+        }
+    })
+    .await;
+    let samples = receiver.await.context("the consumer panicked")?;
+    let _ = js.delete_stream(&name).await;
+    latency::Latency::new(samples?, paced?, pace)
+}
+
+/// W5: a backlog of `events` numbered messages (published first, not
+/// timed), drained by four consumers of one durable pull consumer that
+/// fetch ≤ 500; a first delivery is answered with a delayed negative ack
+/// (`AckKind::Nak(Some(delay))`), a redelivery with `ack()`.
+pub(super) async fn w5(
+    addr: &str,
+    payload: Bytes,
+    events: u64,
+    delay: Duration,
+) -> Result<retry::Retried> {
+    use async_nats::jetstream::AckKind;
+    let name = "EDDY_BENCH_W5";
+    let (js, stream) = stream(addr, name, "eddybench.w5").await?;
+    publish_window(
+        &js,
+        "eddybench.w5",
+        |n| retry::numbered(&payload, n),
+        events,
+    )
+    .await?;
+    let consumer = consumer(&stream, "eddy-w5", CONSUMERS * TAKE * 2).await?;
+    let tracker = Arc::new(retry::Tracker::default());
+    let start = Instant::now();
+    let mut consumers = tokio::task::JoinSet::new();
+    for _ in 0..CONSUMERS {
+        let (consumer, tracker) = (consumer.clone(), Arc::clone(&tracker));
+        consumers.spawn(async move {
+            let mut stall = latency::StallGuard::new();
+            while tracker.redelivered() < events {
+                let mut batch = consumer
+                    .fetch()
+                    .max_messages(TAKE)
+                    .expires(Duration::from_millis(100))
+                    .messages()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                while let Some(message) = batch.next().await {
+                    let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                    let kind = match tracker.delivered(retry::number(&message.payload)?) {
+                        retry::Verdict::HandBack => AckKind::Nak(Some(delay)),
+                        retry::Verdict::Ack | retry::Verdict::Duplicate => AckKind::Ack,
+                    };
+                    message
+                        .ack_with(kind)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                }
+                stall.check(tracker.redelivered() as usize)?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = consumers.join_next().await {
+        done??;
+    }
+    let retried = tracker.finish(events, start.elapsed());
+    let _ = js.delete_stream(name).await;
+    retried
 }

@@ -1,39 +1,39 @@
 //! `eddy bench peers`: Eddy side by side with the brokers already running
 //! on this machine, through their own Rust clients, in one run (issue 5).
 //!
-//! So far, workload W1 — publish throughput: 1 KiB events, asynchronous
-//! with a window of 256 in flight (Redis: pipelines of 100, its idiom):
-//! - Eddy embedded (`publish` from a window of 256 tasks' futures), fsync
-//!   `always` and `never`;
-//! - NATS JetStream (async-nats; a file-storage stream; 256 publish acks
-//!   outstanding), as the machine runs it (it acknowledges before fsync);
-//! - Redis Streams (redis; `XADD` pipelined ×100), without persistence
-//!   (as the machine runs it) and with `appendonly yes` + `appendfsync
-//!   always` (set for the row, then restored).
+//! The targets: Eddy embedded (fsync `always` and `never`), Eddy as a
+//! server (`eddy serve`, fsync `always`) through `eddy-client` and, for
+//! W1, over HTTP; NATS JetStream (async-nats, a file-storage stream, as
+//! the machine runs it: acknowledged before fsync); Redis Streams
+//! (redis-rs, without persistence as the machine runs it, and for W1 with
+//! `appendonly yes` + `appendfsync always`, set for the row and restored);
+//! RabbitMQ (lapin, a quorum queue, publisher confirms, manual acks).
 //!
-//! W2 — fan-out: one publisher (256 in flight) and four subscriptions
-//! each receiving every event, consumed and acked while the publisher
-//! runs (Eddy: four subscriptions, fetch ≤ 500 + `ack_all`; NATS: four
-//! durable pull consumers; Redis: four consumer groups); the rate is
-//! events published per second until every subscription acked all.
+//! The workloads, 1 KiB events:
+//! - W1 publish: 256 in flight (Redis: pipelines of 100, its idiom);
+//! - W2 fan-out: one publisher and four subscriptions each acking every
+//!   event, while the publisher runs;
+//! - W3 work queue: a backlog (loaded first, not timed) drained by four
+//!   consumers of one subscription with explicit acks;
+//! - W4 latency: publish → deliver at 5,000 and 20,000 events/s from a
+//!   paced sender ([`latency`]);
+//! - W5 retry: every event handed back once with a delay, then acked
+//!   ([`retry`]);
+//! - and each server's peak resident memory during W1.
 //!
-//! And W3 — a work queue: a backlog drained by four consumers sharing one
-//! subscription, every event acked explicitly (Eddy: fetch ≤ 500, one
-//! `ack_all` per fetch, durable per its fsync policy; NATS: a durable pull
-//! consumer, fetches of ≤ 500, `ack()` per message, which NATS does not
-//! confirm; Redis: a consumer group, `XREADGROUP COUNT 500` then one
-//! `XACK` per read). The backlog is loaded first and not timed.
-//!
-//! Rows are interleaved over rounds; each row's median and spread are
-//! reported. A peer that is not reachable is reported as skipped.
+//! Each peer's module says exactly what its client does. Rows are
+//! interleaved over rounds, with `sync` before each; each row's median
+//! and spread are reported, and Eddy's ratio over each peer. A peer that
+//! is not reachable is reported as skipped, with why.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use eddy_broker::{Broker, BrokerConfig};
+use eddy_bus::Bus as _;
 use eddy_log::FsyncPolicy;
 use tokio::runtime::Runtime;
 
@@ -41,29 +41,49 @@ use super::disk::pattern;
 use super::report::{Row, RunInfo, Table};
 use super::server::process::ServerProcess;
 use super::server::sampler::Sampler;
-use super::units::grouped;
+use super::target::{self, Judged, Verdict};
+use super::units::{duration, grouped};
 use super::{Scratch, check_parent_exists};
 
+mod chart;
 mod eddy;
 mod jetstream;
+mod latency;
+mod rabbitmq;
 mod redis_streams;
+mod retry;
 
 const NAME: &str = "eddy bench peers";
-/// Publishes in flight at once (W1).
+/// Publishes in flight at once (W1, W2).
 const WINDOW: usize = 256;
 /// Commands per Redis pipeline.
 const PIPELINE: usize = 100;
 const EVENT_BYTES: usize = 1024;
+/// Subscriptions of W2.
+const FAN_OUT: usize = 4;
+/// Consumers of W3 and W5.
+const CONSUMERS: usize = 4;
+/// Most events a consumer takes at once.
+const TAKE: usize = 500;
 
 #[derive(Debug, Args)]
 pub struct BenchPeersArgs {
     /// Where Eddy's scratch directory goes [default: the current directory]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Events per W1 run [default: 200000; 20000 with --quick]
+    /// Events per W1, W2 and W3 run [default: 200000; 20000 with --quick]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     events: Option<u64>,
-    /// Rounds, each running every row once [default: 3]
+    /// Seconds each W4 run sends for [default: 5; 1 with --quick]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    latency_secs: Option<u64>,
+    /// Events per W5 run [default: 20000; 2000 with --quick]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    retry_events: Option<u64>,
+    /// The delay W5 hands each event back with
+    #[arg(long, default_value_t = retry::DELAY_MS, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    retry_delay_ms: u64,
+    /// Rounds, each running every row once [default: 3; 1 with --quick]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: Option<u32>,
     /// NATS with JetStream
@@ -72,20 +92,92 @@ pub struct BenchPeersArgs {
     /// Redis
     #[arg(long, default_value = "127.0.0.1:6379", value_name = "HOST:PORT")]
     redis: String,
-    /// Also write the results as a markdown section into FILE.
+    /// RabbitMQ (user guest, password guest)
+    #[arg(long, default_value = "127.0.0.1:5672", value_name = "HOST:PORT")]
+    rabbitmq: String,
+    /// Also write the results as a markdown section into FILE, and the
+    /// chart beside it (`benchmarks-peers.png`).
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
-    /// A smoke run: 20,000 events, one round.
+    /// Only these workloads (w1 … w5, comma-separated) [default: all]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["w1", "w2", "w3", "w4", "w5"])]
+    only: Vec<String>,
+    /// A smoke run: small counts, one round.
     #[arg(long)]
     quick: bool,
 }
 
-/// The workloads so far.
+/// What each row runs, from the flags.
+#[derive(Debug, Clone)]
+struct Plan {
+    events: u64,
+    latency_secs: u64,
+    retry_events: u64,
+    retry_delay: Duration,
+    rounds: u32,
+    nats: String,
+    redis: String,
+    rabbitmq: String,
+}
+
+impl Plan {
+    fn from_args(args: &BenchPeersArgs) -> Plan {
+        let quick = args.quick;
+        Plan {
+            events: args.events.unwrap_or(if quick { 20_000 } else { 200_000 }),
+            latency_secs: args.latency_secs.unwrap_or(if quick { 1 } else { 5 }),
+            retry_events: args
+                .retry_events
+                .unwrap_or(if quick { 2_000 } else { 20_000 }),
+            retry_delay: Duration::from_millis(args.retry_delay_ms),
+            rounds: args.rounds.unwrap_or(if quick { 1 } else { 3 }),
+            nats: args.nats.clone(),
+            redis: args.redis.clone(),
+            rabbitmq: args.rabbitmq.clone(),
+        }
+    }
+
+    /// The pace of a W4 run at `rate_per_sec`.
+    fn pace(&self, rate_per_sec: u64) -> latency::Pace {
+        latency::Pace {
+            rate_per_sec,
+            events: rate_per_sec * self.latency_secs,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
     W1,
     W2,
     W3,
+    W4 { rate_per_sec: u64 },
+    W5,
+}
+
+impl Workload {
+    /// The workload's flag name (`w1` … `w5`).
+    fn flag(self) -> &'static str {
+        match self {
+            Workload::W1 => "w1",
+            Workload::W2 => "w2",
+            Workload::W3 => "w3",
+            Workload::W4 { .. } => "w4",
+            Workload::W5 => "w5",
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Workload::W1 => "W1 publish".into(),
+            Workload::W2 => "W2 fan-out".into(),
+            Workload::W3 => "W3 work queue".into(),
+            Workload::W4 { rate_per_sec } => {
+                format!("W4 latency {}/s", grouped(rate_per_sec as f64))
+            }
+            Workload::W5 => "W5 retry".into(),
+        }
+    }
 }
 
 /// One row: who, at which durability.
@@ -94,102 +186,204 @@ enum Target {
     Eddy(FsyncPolicy),
     /// `eddy serve` (fsync `always`) through `eddy-client`.
     EddyServer,
+    /// `eddy serve` (fsync `always`) over HTTP/JSON.
+    EddyHttp,
     Nats,
     Redis {
         fsync_always: bool,
     },
+    RabbitMq,
 }
+
+const REDIS: Target = Target::Redis {
+    fsync_always: false,
+};
+const REDIS_ALWAYS: Target = Target::Redis { fsync_always: true };
+const ALWAYS: Target = Target::Eddy(FsyncPolicy::Always);
+const NEVER: Target = Target::Eddy(FsyncPolicy::Never);
 
 impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Eddy(_) => "eddy embedded",
             Target::EddyServer => "eddy server",
+            Target::EddyHttp => "eddy server, HTTP",
             Target::Nats => "nats jetstream",
             Target::Redis { .. } => "redis streams",
+            Target::RabbitMq => "rabbitmq",
         }
     }
 
     fn durability(self) -> String {
         match self {
             Target::Eddy(policy) => format!("fsync {policy}"),
-            Target::EddyServer => "fsync always".into(),
+            Target::EddyServer | Target::EddyHttp => "fsync always".into(),
             Target::Nats => "file storage, acked before fsync (the machine's setting)".into(),
             Target::Redis {
                 fsync_always: false,
             } => "no persistence (the machine's setting)".into(),
             Target::Redis { fsync_always: true } => "appendonly yes, appendfsync always".into(),
+            Target::RabbitMq => "quorum queue (fsync before confirm)".into(),
         }
     }
 
-    fn client(self, workload: Workload) -> &'static str {
+    /// The name and durability, for the chart's legend.
+    fn label(self) -> String {
+        match self {
+            Target::Eddy(policy) => format!("eddy, fsync {policy}"),
+            Target::EddyServer => "eddy server".into(),
+            Target::EddyHttp => "eddy server, HTTP".into(),
+            Target::Nats => "nats jetstream".into(),
+            Target::Redis {
+                fsync_always: false,
+            } => "redis, no persistence".into(),
+            Target::Redis { fsync_always: true } => "redis, appendfsync always".into(),
+            Target::RabbitMq => "rabbitmq, quorum queue".into(),
+        }
+    }
+
+    /// The process whose memory W1 samples, if any.
+    fn server_process(self) -> Option<&'static str> {
+        match self {
+            Target::Eddy(_) => None,
+            Target::EddyServer | Target::EddyHttp => Some("eddy"),
+            Target::Nats => Some("nats-server"),
+            Target::Redis { .. } => Some("redis-server"),
+            Target::RabbitMq => Some("beam.smp"),
+        }
+    }
+
+    fn client(self, workload: Workload) -> String {
+        let eddy_api = match self {
+            Target::EddyServer => "eddy-client (native protocol), one connection each: ",
+            _ => "",
+        };
+        let eddy = |what: &str| format!("{eddy_api}{what}");
         match (workload, self) {
-            (Workload::W1, Target::Eddy(_)) => "Bus::publish, 256 in flight",
-            (_, Target::EddyServer) => "eddy-client (native protocol), publish, 256 in flight",
-            (Workload::W1, Target::Nats) => "async-nats, jetstream publish, 256 acks outstanding",
-            (Workload::W1, Target::Redis { .. }) => "redis-rs, XADD pipelined ×100, one connection",
-            (Workload::W2, Target::Eddy(_)) => {
-                "publish 256 in flight; 4 subscriptions, each fetch ≤ 500 + ack_all"
+            (Workload::W1, Target::Eddy(_) | Target::EddyServer) => eddy("publish, 256 in flight"),
+            (_, Target::EddyHttp) => {
+                "4 tasks POSTing batches of 100 (JSON, data in base64), for 3 s".into()
             }
+            (Workload::W2, Target::Eddy(_) | Target::EddyServer) => {
+                eddy("publish 256 in flight; 4 subscriptions, each fetch ≤ 500 + ack_all")
+            }
+            (Workload::W3, Target::Eddy(_) | Target::EddyServer) => {
+                eddy("4 consumers: fetch ≤ 500, ack_all (durable acks)")
+            }
+            (Workload::W4 { .. }, Target::Eddy(_) | Target::EddyServer) => eddy(
+                "a publish task per paced event; 1 consumer: fetch ≤ 500 (wait 100 ms), ack_all ≤ 8 in flight",
+            ),
+            (Workload::W5, Target::Eddy(_) | Target::EddyServer) => {
+                eddy("4 consumers: fetch ≤ 500; nack(delay) the first delivery, ack_all the second")
+            }
+            (Workload::W1, Target::Nats) => "async-nats, jetstream publish, 256 acks outstanding".into(),
             (Workload::W2, Target::Nats) => {
-                "publish 256 acks outstanding; 4 durable pull consumers, ack() each"
+                "publish 256 acks outstanding; 4 durable pull consumers, ack() each".into()
             }
-            (Workload::W2, Target::Redis { .. }) => {
-                "XADD ×100; 4 consumer groups, XREADGROUP COUNT 500 + XACK"
-            }
-            (Workload::W3, Target::Eddy(_)) => "4 consumers: fetch ≤ 500, ack_all (durable acks)",
             (Workload::W3, Target::Nats) => {
-                "4 consumers of a durable pull consumer: fetch ≤ 500, ack() each (unconfirmed)"
+                "4 consumers of a durable pull consumer: fetch ≤ 500, ack() each (unconfirmed)".into()
+            }
+            (Workload::W4 { .. }, Target::Nats) => {
+                "a publish + ack wait per paced event; 1 pull consumer stream (batches ≤ 500), ack() each".into()
+            }
+            (Workload::W5, Target::Nats) => {
+                "4 consumers: fetch ≤ 500; Nak(delay) the first delivery, ack() the second".into()
+            }
+            (Workload::W1, Target::Redis { .. }) => "redis-rs, XADD pipelined ×100, one connection".into(),
+            (Workload::W2, Target::Redis { .. }) => {
+                "XADD ×100; 4 consumer groups, XREADGROUP COUNT 500 + XACK".into()
             }
             (Workload::W3, Target::Redis { .. }) => {
-                "4 consumers of a group: XREADGROUP COUNT 500, one XACK per read"
+                "4 consumers of a group: XREADGROUP COUNT 500, one XACK per read".into()
             }
+            (Workload::W4 { .. }, Target::Redis { .. }) => {
+                "an XADD per paced event (multiplexed); 1 consumer: XREADGROUP COUNT 500 BLOCK 100 + XACK".into()
+            }
+            (Workload::W5, Target::Redis { .. }) => {
+                "4 readers leave first deliveries pending; XAUTOCLAIM min-idle = delay every 10 ms, XACK".into()
+            }
+            (Workload::W1, Target::RabbitMq) => rabbitmq::CLIENT_W1.into(),
+            (Workload::W2, Target::RabbitMq) => rabbitmq::CLIENT_W2.into(),
+            (Workload::W3, Target::RabbitMq) => rabbitmq::CLIENT_W3.into(),
+            (Workload::W4 { .. }, Target::RabbitMq) => rabbitmq::CLIENT_W4.into(),
+            (Workload::W5, Target::RabbitMq) => rabbitmq::CLIENT_W5.into(),
         }
     }
 }
 
-/// A row's rate in each round, or why it was skipped.
-type Rates = Result<Vec<f64>, String>;
-
 /// The rows, in the order they run in each round.
-const ROWS: [(Workload, Target); 12] = [
-    (Workload::W1, Target::Eddy(FsyncPolicy::Always)),
-    (Workload::W1, Target::Eddy(FsyncPolicy::Never)),
-    (Workload::W1, Target::EddyServer),
-    (Workload::W1, Target::Nats),
-    (
-        Workload::W1,
-        Target::Redis {
-            fsync_always: false,
-        },
-    ),
-    (Workload::W1, Target::Redis { fsync_always: true }),
-    (Workload::W2, Target::Eddy(FsyncPolicy::Always)),
-    (Workload::W2, Target::Nats),
-    (
+fn rows_to_run() -> Vec<(Workload, Target)> {
+    let common = [
+        ALWAYS,
+        NEVER,
+        Target::EddyServer,
+        Target::Nats,
+        REDIS,
+        Target::RabbitMq,
+    ];
+    let w1 = [
+        ALWAYS,
+        NEVER,
+        Target::EddyServer,
+        Target::EddyHttp,
+        Target::Nats,
+        REDIS,
+        REDIS_ALWAYS,
+        Target::RabbitMq,
+    ];
+    let mut rows: Vec<_> = w1.iter().map(|&t| (Workload::W1, t)).collect();
+    let rest = [
         Workload::W2,
-        Target::Redis {
-            fsync_always: false,
-        },
-    ),
-    (Workload::W3, Target::Eddy(FsyncPolicy::Always)),
-    (Workload::W3, Target::Nats),
-    (
         Workload::W3,
-        Target::Redis {
-            fsync_always: false,
+        Workload::W4 {
+            rate_per_sec: latency::RATES[0],
         },
-    ),
-];
+        Workload::W4 {
+            rate_per_sec: latency::RATES[1],
+        },
+        Workload::W5,
+    ];
+    for workload in rest {
+        rows.extend(common.iter().map(|&t| (workload, t)));
+    }
+    rows
+}
+
+/// What one run of a row measured.
+#[derive(Debug, Clone)]
+enum Measured {
+    /// W1–W3: events per second.
+    Rate(f64),
+    /// W4.
+    Latency(latency::Latency),
+    /// W5, and its events per second.
+    Retry(retry::Retried, f64),
+}
+
+impl Measured {
+    /// Events per second, or for W4 the p99 in seconds.
+    fn value(&self) -> f64 {
+        match self {
+            Measured::Rate(rate) | Measured::Retry(_, rate) => *rate,
+            Measured::Latency(latency) => latency.quantile(0.99).as_secs_f64(),
+        }
+    }
+}
+
+/// A row's runs, or why it was skipped.
+type Runs = Result<Vec<Measured>, String>;
+
+/// Where the Eddy server runs, and how to reach it.
+struct Server {
+    process: ServerProcess,
+    http: Option<super::server::http::Api>,
+}
 
 pub fn run(args: &BenchPeersArgs) -> Result<()> {
     if let Some(path) = &args.markdown {
         check_parent_exists(path)?;
     }
-    let events = args
-        .events
-        .unwrap_or(if args.quick { 20_000 } else { 200_000 });
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
+    let plan = Plan::from_args(args);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("eddy-bench")
@@ -199,176 +393,101 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
     let run = RunInfo::start(scratch.path());
     run.print_heading(NAME);
     println!(
-        "W1 publish, W2 fan-out, W3 work queue: {} events of 1 KiB per run, {rounds} rounds, rows interleaved",
-        grouped(events as f64)
+        "W1–W3: {} events of 1 KiB per run; W4: {} s at each rate; W5: {} events, delay {}; {} rounds, rows interleaved",
+        grouped(plan.events as f64),
+        plan.latency_secs,
+        grouped(plan.retry_events as f64),
+        duration(plan.retry_delay),
+        plan.rounds,
     );
-    // The servers whose memory W1 samples: Eddy's own (started here), and
-    // the peers' processes found by name.
-    let mut server = ServerProcess::start(&scratch.join("server"))?;
-    let server_addr = server.native.to_string();
-    let pids = [
-        (Target::EddyServer, Some(server.pid())),
-        (Target::Nats, pid_of("nats-server")),
-        (
-            Target::Redis {
-                fsync_always: false,
-            },
-            pid_of("redis-server"),
-        ),
-        (Target::Redis { fsync_always: true }, pid_of("redis-server")),
-    ];
-    // Per row: the rates of each round, or why it was skipped; W1's peak
-    // resident memory of the server.
-    let mut results: Vec<((Workload, Target), Rates)> =
-        ROWS.iter().map(|&row| (row, Ok(Vec::new()))).collect();
-    let mut peaks: Vec<Option<u64>> = vec![None; ROWS.len()];
-    for round in 0..rounds {
-        for (i, ((workload, target), result)) in results.iter_mut().enumerate() {
-            let Ok(rates) = result else { continue };
-            let pid = pids
-                .iter()
-                .find(|(t, _)| t == target)
-                .and_then(|(_, pid)| *pid)
-                .filter(|_| *workload == Workload::W1);
-            let sampler = pid.map(Sampler::start).transpose()?;
+    let process = ServerProcess::start(&scratch.join("server"))?;
+    let http = match process.http {
+        Some(addr) => Some(super::server::http::Api::new(addr)?),
+        None => None,
+    };
+    let mut server = Server { process, http };
+    let to_run: Vec<_> = rows_to_run()
+        .into_iter()
+        .filter(|(w, _)| args.only.is_empty() || args.only.iter().any(|o| o == w.flag()))
+        .collect();
+    let mut results: Vec<((Workload, Target), Runs)> =
+        to_run.iter().map(|&row| (row, Ok(Vec::new()))).collect();
+    let mut peaks: Vec<Option<u64>> = vec![None; to_run.len()];
+    for round in 0..plan.rounds {
+        for (i, ((workload, target), runs)) in results.iter_mut().enumerate() {
+            let Ok(measured) = runs else { continue };
+            let pid = match target.server_process() {
+                Some("eddy") => Some(server.process.pid()),
+                Some(name) => pid_of(name),
+                None => None,
+            };
+            let sampler = pid
+                .filter(|_| *workload == Workload::W1)
+                .map(Sampler::start)
+                .transpose()?;
             let dir = scratch.join(&format!("eddy-{round}-{i}"));
             // Every row starts with nothing dirty in the page cache: what
             // the rows before it wrote without fsync (Eddy under `never`,
             // the preloads, the peers' files) would otherwise be written
             // back during its fsyncs.
             flush_page_cache()?;
-            let measured = match workload {
-                Workload::W1 if *target == Target::EddyServer => {
-                    runtime.block_on(eddy::server_w1(&server_addr, events))
-                }
-                Workload::W1 => w1(&runtime, *target, &dir, events, args),
-                Workload::W2 => w2(&runtime, *target, &dir, events, args),
-                Workload::W3 => w3(&runtime, *target, &dir, events, args),
-            };
+            let result = measure(&runtime, (*workload, *target), &dir, &plan, &server);
             if let Some(sampler) = sampler {
                 let peak = sampler.take().bytes;
                 peaks[i] = Some(peaks[i].unwrap_or(0).max(peak));
             }
-            match measured {
-                Ok(elapsed) => rates.push(events as f64 / elapsed.as_secs_f64()),
-                Err(e) => *result = Err(format!("{e:#}")),
+            match result {
+                Ok(m) => measured.push(m),
+                Err(e) => *runs = Err(format!("{e:#}")),
             }
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
     drop(runtime);
-    server.stop()?;
-    let rows: Vec<Row> = [Workload::W1, Workload::W2, Workload::W3]
-        .into_iter()
-        .flat_map(|w| {
-            let of: Vec<(Target, Rates)> = results
-                .iter()
-                .filter(|((workload, _), _)| *workload == w)
-                .map(|((_, t), r)| (*t, r.clone()))
-                .collect();
-            rows(w, &of)
-        })
-        .collect();
-    let mut rows = rows;
+    server.process.stop()?;
+    let mut rows = table_rows(&results, &plan);
     for (row, peak) in rows.iter_mut().zip(&peaks) {
         if let Some(bytes) = peak {
             row[7] = format!("{:.1} MiB", *bytes as f64 / (1024.0 * 1024.0));
         }
     }
+    let judged = judge(&results, &peaks);
     TABLE.print_header();
     for row in &rows {
         TABLE.print_row(row);
     }
+    target::print("Targets (issue 5):", &judged);
     if let Some(path) = &args.markdown {
         let mut md = run.markdown_heading(NAME);
         md.push_str(&TABLE.markdown(&rows));
+        md.push_str(&target::markdown(&judged));
+        let png = path.with_file_name(CHART_FILE);
+        let (throughput, latencies) = chart_data(&results);
+        if chart::write_png(&png, &throughput, &latencies)? {
+            println!("chart: {}", png.display());
+            md.push_str(&format!(
+                "\n![Throughput and latency, Eddy and its peers]({CHART_FILE})\n"
+            ));
+        } else {
+            println!("chart: skipped, no TrueType font found to label it");
+            md.push_str("\n(No chart: the machine had no TrueType font to label it.)\n");
+        }
         super::write_section(path, NAME, &md)?;
     }
     scratch.remove()
 }
 
-const TABLE: Table = Table {
-    columns: [
-        "workload",
-        "target",
-        "durability",
-        "median",
-        "spread",
-        "vs eddy always",
-        "vs eddy never",
-        "server peak RSS",
-        "",
-        "client",
-    ],
-    widths: [9, 15, 28, 20, 16, 14, 13, 15, 0],
-    right_aligned: [false, false, false, true, true, true, true, false, false],
-};
+/// The chart's file, beside the markdown file.
+const CHART_FILE: &str = "benchmarks-peers.png";
 
-fn median(rates: &[f64]) -> f64 {
-    let mut sorted = rates.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// The table: each target's median and spread, and Eddy's medians over
-/// it (how many times faster Eddy is).
-fn rows(workload: Workload, results: &[(Target, Rates)]) -> Vec<Row> {
-    let eddy = |policy| {
-        results.iter().find_map(|(t, r)| match (t, r) {
-            (Target::Eddy(p), Ok(rates)) if *p == policy && !rates.is_empty() => {
-                Some(median(rates))
-            }
-            _ => None,
-        })
-    };
-    let (always, never) = (eddy(FsyncPolicy::Always), eddy(FsyncPolicy::Never));
-    results
-        .iter()
-        .map(|(target, result)| {
-            let (median_cell, spread, ratios) = match result {
-                Ok(rates) if !rates.is_empty() => {
-                    let m = median(rates);
-                    let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = rates.iter().copied().fold(0.0, f64::max);
-                    let ratio = |e: Option<f64>| e.map_or("-".into(), |e| format!("{:.2}×", e / m));
-                    (
-                        format!("{} events/s", grouped(m)),
-                        format!("{}–{}", grouped(lo), grouped(hi)),
-                        [ratio(always), ratio(never)],
-                    )
-                }
-                Ok(_) => ("-".into(), "-".into(), ["-".into(), "-".into()]),
-                Err(why) => (
-                    "skipped".into(),
-                    "-".into(),
-                    ["-".into(), format!("skipped: {why}")],
-                ),
-            };
-            let [vs_always, vs_never] = ratios;
-            [
-                format!("{workload:?}"),
-                target.name().into(),
-                target.durability(),
-                median_cell,
-                spread,
-                vs_always,
-                vs_never,
-                String::new(),
-                String::new(),
-                target.client(workload).into(),
-            ]
-        })
-        .collect()
-}
-
-/// One W1 run of `target`: the time to have `events` acknowledged.
-fn w1(
+/// One run of a row.
+fn measure(
     runtime: &Runtime,
-    target: Target,
-    dir: &std::path::Path,
-    events: u64,
-    args: &BenchPeersArgs,
-) -> Result<Duration> {
+    (workload, target): (Workload, Target),
+    dir: &Path,
+    plan: &Plan,
+    server: &Server,
+) -> Result<Measured> {
     let payload = Bytes::from(pattern(EVENT_BYTES));
     match target {
         Target::Eddy(fsync) => {
@@ -377,19 +496,137 @@ fn w1(
                 ..BrokerConfig::default()
             };
             let broker = Broker::open(dir, config)?;
-            let elapsed = runtime.block_on(eddy::w1(&broker, payload, events));
+            let buses = vec![broker.clone(); CONSUMERS + 1];
+            let measured = runtime.block_on(eddy_row(&buses, workload, payload, plan));
             broker.close()?;
-            elapsed
+            measured
         }
-        Target::EddyServer => bail!("the server row runs on its own"),
-        Target::Nats => runtime.block_on(jetstream::w1(&args.nats, payload, events)),
-        Target::Redis { fsync_always } => runtime.block_on(redis_streams::w1(
-            &args.redis,
-            fsync_always,
+        Target::EddyServer => runtime.block_on(async {
+            let clients = super::server::connect(server.process.native, CONSUMERS + 1).await?;
+            let measured = eddy_row(&clients, workload, payload, plan).await;
+            super::server::close(&clients).await;
+            measured
+        }),
+        Target::EddyHttp => {
+            let Some(api) = &server.http else {
+                bail!("the server has no HTTP listener");
+            };
+            runtime.block_on(async {
+                let clients = super::server::connect(server.process.native, 1).await?;
+                let topic = format!("bench.http.{}", crate::utc::now_ms());
+                let run =
+                    super::server::http::publish_for(api, &clients[0], &topic, 4, HTTP_TIME).await;
+                let deleted = clients[0].delete_topic(&topic).await;
+                super::server::close(&clients).await;
+                let run = run?;
+                deleted?;
+                Ok(Measured::Rate(
+                    run.events as f64 / run.elapsed.as_secs_f64(),
+                ))
+            })
+        }
+        Target::Nats => runtime.block_on(peer_row(
+            workload,
+            plan,
             payload,
-            events,
+            |p, n| jetstream::w1(&plan.nats, p, n),
+            |p, n| jetstream::w2(&plan.nats, p, n),
+            |p, n| jetstream::w3(&plan.nats, p, n),
+            |p, pace| jetstream::w4(&plan.nats, p, pace),
+            |p, n, d| jetstream::w5(&plan.nats, p, n, d),
+        )),
+        Target::Redis { fsync_always } => runtime.block_on(peer_row(
+            workload,
+            plan,
+            payload,
+            |p, n| redis_streams::w1(&plan.redis, fsync_always, p, n),
+            |p, n| redis_streams::w2(&plan.redis, p, n),
+            |p, n| redis_streams::w3(&plan.redis, p, n),
+            |p, pace| redis_streams::w4(&plan.redis, p, pace),
+            |p, n, d| redis_streams::w5(&plan.redis, p, n, d),
+        )),
+        Target::RabbitMq => runtime.block_on(peer_row(
+            workload,
+            plan,
+            payload,
+            |p, n| rabbitmq::w1(&plan.rabbitmq, p, n),
+            |p, n| rabbitmq::w2(&plan.rabbitmq, p, n),
+            |p, n| rabbitmq::w3(&plan.rabbitmq, p, n),
+            |p, pace| rabbitmq::w4(&plan.rabbitmq, p, pace),
+            |p, n, d| rabbitmq::w5(&plan.rabbitmq, p, n, d),
         )),
     }
+}
+
+/// How long the HTTP row publishes for.
+const HTTP_TIME: Duration = Duration::from_secs(3);
+
+/// One run of an Eddy row on `buses` (a publisher and four consumers: the
+/// same broker, or connections to the server).
+async fn eddy_row<B>(
+    buses: &[B],
+    workload: Workload,
+    payload: Bytes,
+    plan: &Plan,
+) -> Result<Measured>
+where
+    B: eddy_bus::Bus + Clone + Send + Sync + 'static,
+{
+    let rate =
+        |events: u64, elapsed: Duration| Measured::Rate(events as f64 / elapsed.as_secs_f64());
+    Ok(match workload {
+        Workload::W1 => rate(
+            plan.events,
+            eddy::w1(&buses[0], payload, plan.events).await?,
+        ),
+        Workload::W2 => rate(plan.events, eddy::w2(buses, payload, plan.events).await?),
+        Workload::W3 => rate(plan.events, eddy::w3(buses, payload, plan.events).await?),
+        Workload::W4 { rate_per_sec } => {
+            let pace = plan.pace(rate_per_sec);
+            Measured::Latency(eddy::w4(&buses[0], &buses[1], payload, pace).await?)
+        }
+        Workload::W5 => {
+            let retried = eddy::w5(buses, payload, plan.retry_events, plan.retry_delay).await?;
+            let rate = plan.retry_events as f64 / retried.elapsed.as_secs_f64();
+            Measured::Retry(retried, rate)
+        }
+    })
+}
+
+/// One run of a peer's row, with the peer's function for each workload.
+#[allow(clippy::too_many_arguments)]
+async fn peer_row<F1, F2, F3, F4, F5>(
+    workload: Workload,
+    plan: &Plan,
+    payload: Bytes,
+    w1: impl FnOnce(Bytes, u64) -> F1,
+    w2: impl FnOnce(Bytes, u64) -> F2,
+    w3: impl FnOnce(Bytes, u64) -> F3,
+    w4: impl FnOnce(Bytes, latency::Pace) -> F4,
+    w5: impl FnOnce(Bytes, u64, Duration) -> F5,
+) -> Result<Measured>
+where
+    F1: std::future::Future<Output = Result<Duration>>,
+    F2: std::future::Future<Output = Result<Duration>>,
+    F3: std::future::Future<Output = Result<Duration>>,
+    F4: std::future::Future<Output = Result<latency::Latency>>,
+    F5: std::future::Future<Output = Result<retry::Retried>>,
+{
+    let rate =
+        |events: u64, elapsed: Duration| Measured::Rate(events as f64 / elapsed.as_secs_f64());
+    Ok(match workload {
+        Workload::W1 => rate(plan.events, w1(payload, plan.events).await?),
+        Workload::W2 => rate(plan.events, w2(payload, plan.events).await?),
+        Workload::W3 => rate(plan.events, w3(payload, plan.events).await?),
+        Workload::W4 { rate_per_sec } => {
+            Measured::Latency(w4(payload, plan.pace(rate_per_sec)).await?)
+        }
+        Workload::W5 => {
+            let retried = w5(payload, plan.retry_events, plan.retry_delay).await?;
+            let rate = plan.retry_events as f64 / retried.elapsed.as_secs_f64();
+            Measured::Retry(retried, rate)
+        }
+    })
 }
 
 /// The pid of the first process named `name` (its `comm`), if any.
@@ -415,105 +652,375 @@ fn flush_page_cache() -> Result<()> {
     Ok(())
 }
 
-/// Subscriptions of W2.
-const FAN_OUT: usize = 4;
+const TABLE: Table = Table {
+    columns: [
+        "workload",
+        "target",
+        "durability",
+        "median",
+        "spread",
+        "vs eddy always",
+        "vs eddy never",
+        "server peak RSS",
+        "",
+        "client; notes",
+    ],
+    widths: [20, 17, 28, 20, 22, 14, 13, 15, 0],
+    right_aligned: [false, false, false, true, true, true, true, false, false],
+};
 
-/// One W2 run of `target`: the time from the first publish until every
-/// one of the four subscriptions has acked every event.
-fn w2(
-    runtime: &Runtime,
-    target: Target,
-    dir: &std::path::Path,
-    events: u64,
-    args: &BenchPeersArgs,
-) -> Result<Duration> {
-    let payload = Bytes::from(pattern(EVENT_BYTES));
-    match target {
-        Target::Eddy(fsync) => {
-            let config = BrokerConfig {
-                fsync,
-                ..BrokerConfig::default()
-            };
-            let broker = Broker::open(dir, config)?;
-            let elapsed = runtime.block_on(eddy::w2(&broker, payload, events));
-            broker.close()?;
-            elapsed
-        }
-        Target::EddyServer => bail!("W2 has no server row yet"),
-        Target::Nats => runtime.block_on(jetstream::w2(&args.nats, payload, events)),
-        Target::Redis { .. } => runtime.block_on(redis_streams::w2(&args.redis, payload, events)),
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The median of a row's runs' values (`None` when skipped or empty).
+fn row_median(runs: &Runs) -> Option<f64> {
+    match runs {
+        Ok(runs) if !runs.is_empty() => Some(median(
+            &runs.iter().map(Measured::value).collect::<Vec<_>>(),
+        )),
+        _ => None,
     }
 }
 
-/// Consumers of W3.
-const CONSUMERS: usize = 4;
-/// Most events a W3 consumer takes at once.
-const TAKE: usize = 500;
+/// The median of a row, looked up by workload and target.
+fn median_of(results: &[((Workload, Target), Runs)], row: (Workload, Target)) -> Option<f64> {
+    results
+        .iter()
+        .find(|(r, _)| *r == row)
+        .and_then(|(_, runs)| row_median(runs))
+}
 
-/// One W3 run of `target`: load the backlog (not timed), then the time
-/// for four consumers to have every event acked.
-fn w3(
-    runtime: &Runtime,
-    target: Target,
-    dir: &std::path::Path,
-    events: u64,
-    args: &BenchPeersArgs,
-) -> Result<Duration> {
-    let payload = Bytes::from(pattern(EVENT_BYTES));
-    match target {
-        Target::Eddy(fsync) => {
-            let preload = BrokerConfig {
-                fsync: FsyncPolicy::Never,
-                ..BrokerConfig::default()
+/// Every W4 run's samples of a row together, shortest first.
+fn merged_latency(runs: &[Measured]) -> Vec<Duration> {
+    let mut all: Vec<Duration> = runs
+        .iter()
+        .filter_map(|m| match m {
+            Measured::Latency(l) => Some(l.samples.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    all.sort_unstable();
+    all
+}
+
+/// The table: each row's median and spread, and Eddy's medians over it
+/// (for throughput, how many times faster Eddy is; for W4, Eddy's p99
+/// over the row's).
+fn table_rows(results: &[((Workload, Target), Runs)], plan: &Plan) -> Vec<Row> {
+    results
+        .iter()
+        .map(|&((workload, target), ref runs)| {
+            let latency = matches!(workload, Workload::W4 { .. });
+            let show = |v: f64| {
+                if latency {
+                    format!("p99 {}", duration(Duration::from_secs_f64(v)))
+                } else {
+                    format!("{} events/s", grouped(v))
+                }
             };
-            let broker = Broker::open(dir, preload)?;
-            let loaded = runtime.block_on(super::broker::consume::preload_data(
-                &broker, "bench.w3", events, payload,
-            ));
-            broker.close()?;
-            loaded?;
-            let config = BrokerConfig {
-                fsync,
-                ..BrokerConfig::default()
+            let (median_cell, spread, ratios, notes) = match runs {
+                Ok(measured) if !measured.is_empty() => {
+                    let values: Vec<f64> = measured.iter().map(Measured::value).collect();
+                    let m = median(&values);
+                    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = values.iter().copied().fold(0.0, f64::max);
+                    let ratio = |eddy: Target| {
+                        median_of(results, (workload, eddy)).map_or("-".into(), |e| {
+                            if latency {
+                                format!("{:.2}× p99", e / m)
+                            } else {
+                                format!("{:.2}×", e / m)
+                            }
+                        })
+                    };
+                    let spread = if latency {
+                        format!(
+                            "{}–{}",
+                            duration(Duration::from_secs_f64(lo)),
+                            duration(Duration::from_secs_f64(hi))
+                        )
+                    } else {
+                        format!("{}–{}", grouped(lo), grouped(hi))
+                    };
+                    (
+                        show(m),
+                        spread,
+                        [ratio(ALWAYS), ratio(NEVER)],
+                        notes_of(measured, plan),
+                    )
+                }
+                Ok(_) => (
+                    "-".into(),
+                    "-".into(),
+                    ["-".into(), "-".into()],
+                    String::new(),
+                ),
+                Err(why) => (
+                    "skipped".into(),
+                    "-".into(),
+                    ["-".into(), "-".into()],
+                    format!("skipped: {why}"),
+                ),
             };
-            let broker = Broker::open(dir, config)?;
-            let drained = runtime.block_on(super::broker::consume::drain(
-                std::slice::from_ref(&broker),
-                "bench.w3",
-                "bench-w3",
-                events,
-            ));
-            broker.close()?;
-            Ok(drained?.elapsed)
+            let [vs_always, vs_never] = ratios;
+            let client = target.client(workload);
+            [
+                workload.name(),
+                target.name().into(),
+                target.durability(),
+                median_cell,
+                spread,
+                vs_always,
+                vs_never,
+                String::new(),
+                String::new(),
+                if notes.is_empty() {
+                    client
+                } else {
+                    format!("{client}; {notes}")
+                },
+            ]
+        })
+        .collect()
+}
+
+/// What a row's runs add to its client column: W4's percentiles over
+/// every run's samples and the pacer's worst lag; W5's delays.
+fn notes_of(runs: &[Measured], plan: &Plan) -> String {
+    match runs.first() {
+        Some(Measured::Latency(_)) => {
+            let all = merged_latency(runs);
+            let q = |q| duration(super::broker::latency::quantile(&all, q));
+            let lag = runs
+                .iter()
+                .filter_map(|m| match m {
+                    Measured::Latency(l) => Some(l.paced.lag_max),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or_default();
+            format!(
+                "all runs: p50 {} / p99 {} / p99.9 {} / max {}; pacer lag max {}",
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                q(1.0),
+                duration(lag)
+            )
         }
-        Target::EddyServer => bail!("W3 has no server row yet"),
-        Target::Nats => runtime.block_on(jetstream::w3(&args.nats, payload, events)),
-        Target::Redis { .. } => runtime.block_on(redis_streams::w3(&args.redis, payload, events)),
+        Some(Measured::Retry(..)) => {
+            let mut delays: Vec<Duration> = runs
+                .iter()
+                .filter_map(|m| match m {
+                    Measured::Retry(r, _) => Some(r.delays.iter().copied()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            delays.sort_unstable();
+            let retried = retry::Retried {
+                elapsed: Duration::ZERO,
+                delays,
+            };
+            retried.summary(plan.retry_delay)
+        }
+        _ => String::new(),
     }
+}
+
+/// The issue's targets, judged on the medians of this run.
+fn judge(results: &[((Workload, Target), Runs)], peaks: &[Option<u64>]) -> Vec<Judged> {
+    let m = |row| median_of(results, row);
+    let at_least = |name, eddy: (Workload, Target), peer: (Workload, Target), goal: f64| {
+        judged_ratio(
+            name,
+            m(eddy),
+            m(peer),
+            goal,
+            true,
+            &format!("{} / {}", eddy.1.label(), peer.1.label()),
+        )
+    };
+    let w4 = Workload::W4 {
+        rate_per_sec: latency::RATES[0],
+    };
+    let mut judged = vec![
+        at_least(
+            "W1, fsync always, vs NATS",
+            (Workload::W1, ALWAYS),
+            (Workload::W1, Target::Nats),
+            2.0,
+        ),
+        at_least(
+            "W1, fsync always, vs Redis always",
+            (Workload::W1, ALWAYS),
+            (Workload::W1, REDIS_ALWAYS),
+            4.0,
+        ),
+        at_least(
+            "W1, fsync never, vs Redis",
+            (Workload::W1, NEVER),
+            (Workload::W1, REDIS),
+            1.0,
+        ),
+        at_least(
+            "W3, durable acks, vs NATS",
+            (Workload::W3, ALWAYS),
+            (Workload::W3, Target::Nats),
+            2.0,
+        ),
+        at_least(
+            "W3, durable acks, vs Redis",
+            (Workload::W3, ALWAYS),
+            (Workload::W3, REDIS),
+            1.0,
+        ),
+        judged_ratio(
+            "W4 at 5,000/s, fsync always, vs NATS",
+            m((w4, ALWAYS)),
+            m((w4, Target::Nats)),
+            0.5,
+            false,
+            "p99, eddy fsync always / nats jetstream",
+        ),
+        judged_ratio(
+            "W4 at 5,000/s, fsync never, vs Redis",
+            m((w4, NEVER)),
+            m((w4, REDIS)),
+            1.0,
+            false,
+            "p99, eddy fsync never / redis",
+        ),
+    ];
+    let peak = |target| {
+        results
+            .iter()
+            .position(|(row, _)| *row == (Workload::W1, target))
+            .and_then(|i| peaks[i])
+            .map(|b| b as f64)
+    };
+    judged.push(judged_ratio(
+        "server peak memory during W1 vs nats-server",
+        peak(Target::EddyServer),
+        peak(Target::Nats),
+        0.5,
+        false,
+        "peak RSS, eddy serve / nats-server",
+    ));
+    judged
+}
+
+/// A target on a ratio `eddy / peer`: at least `goal` when `higher`, at
+/// most `goal` otherwise; a MISS when either side was not measured.
+fn judged_ratio(
+    name: &'static str,
+    eddy: Option<f64>,
+    peer: Option<f64>,
+    goal: f64,
+    higher: bool,
+    what: &str,
+) -> Judged {
+    let goal_text = format!("{what} {} {goal}×", if higher { "≥" } else { "≤" });
+    match (eddy, peer) {
+        (Some(e), Some(p)) if p > 0.0 => {
+            let ratio = e / p;
+            let met = if higher { ratio >= goal } else { ratio <= goal };
+            Judged {
+                name,
+                goal: goal_text,
+                measured: format!("{ratio:.2}×"),
+                verdict: Verdict::of(met),
+                caveat: None,
+            }
+        }
+        _ => Judged {
+            name,
+            goal: goal_text,
+            measured: "not measured (a row was skipped)".into(),
+            verdict: Verdict::Miss,
+            caveat: None,
+        },
+    }
+}
+
+/// The chart's bars: every throughput row's median and spread, and every
+/// W4 row's percentiles over all its runs.
+fn chart_data(
+    results: &[((Workload, Target), Runs)],
+) -> (Vec<chart::Throughput>, Vec<chart::Latencies>) {
+    let mut throughput = Vec::new();
+    let mut latencies = Vec::new();
+    for ((workload, target), runs) in results {
+        let Ok(runs) = runs else { continue };
+        if runs.is_empty() {
+            continue;
+        }
+        match workload {
+            Workload::W4 { rate_per_sec } => {
+                let all = merged_latency(runs);
+                let ms = |q| super::broker::latency::quantile(&all, q).as_secs_f64() * 1e3;
+                latencies.push(chart::Latencies {
+                    rate: format!("{}/s", grouped(*rate_per_sec as f64)),
+                    target: target.label(),
+                    p50_ms: ms(0.5),
+                    p99_ms: ms(0.99),
+                    p999_ms: ms(0.999),
+                });
+            }
+            _ => {
+                let values: Vec<f64> = runs.iter().map(Measured::value).collect();
+                throughput.push(chart::Throughput {
+                    workload: workload.name(),
+                    target: target.label(),
+                    median: median(&values),
+                    min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                    max: values.iter().copied().fold(0.0, f64::max),
+                });
+            }
+        }
+    }
+    (throughput, latencies)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rates(values: &[f64]) -> Runs {
+        Ok(values.iter().map(|&v| Measured::Rate(v)).collect())
+    }
+
+    fn plan() -> Plan {
+        Plan::from_args(&BenchPeersArgs {
+            dir: None,
+            events: None,
+            latency_secs: None,
+            retry_events: None,
+            retry_delay_ms: retry::DELAY_MS,
+            rounds: None,
+            nats: String::new(),
+            redis: String::new(),
+            rabbitmq: String::new(),
+            markdown: None,
+            only: Vec::new(),
+            quick: true,
+        })
+    }
+
     #[test]
     fn ratios_are_eddys_median_over_the_peers_and_skips_say_why() {
         let results = vec![
-            (
-                Target::Eddy(FsyncPolicy::Always),
-                Ok(vec![100.0, 300.0, 200.0]),
-            ),
-            (Target::Eddy(FsyncPolicy::Never), Ok(vec![400.0])),
-            (Target::Nats, Ok(vec![50.0, 100.0, 150.0])),
-            (
-                Target::Redis {
-                    fsync_always: false,
-                },
-                Err("connection refused".to_string()),
-            ),
+            ((Workload::W1, ALWAYS), rates(&[100.0, 300.0, 200.0])),
+            ((Workload::W1, NEVER), rates(&[400.0])),
+            ((Workload::W1, Target::Nats), rates(&[50.0, 100.0, 150.0])),
+            ((Workload::W1, REDIS), Err("connection refused".to_string())),
         ];
-        let rows = rows(Workload::W1, &results);
-        assert_eq!(rows[0][0], "W1");
+        let rows = table_rows(&results, &plan());
+        assert_eq!(rows[0][0], "W1 publish");
         assert_eq!(rows[0][3], "200 events/s");
         assert_eq!(rows[0][4], "100–300");
         assert_eq!(
@@ -521,6 +1028,48 @@ mod tests {
             ("2.00×", "4.00×")
         );
         assert_eq!(rows[3][3], "skipped");
-        assert!(rows[3][6].contains("connection refused"));
+        assert!(rows[3][9].contains("connection refused"));
+    }
+
+    #[test]
+    fn latency_rows_compare_p99s_and_targets_judge_both_ways() {
+        let w4 = Workload::W4 {
+            rate_per_sec: latency::RATES[0],
+        };
+        let run = |ms: u64| {
+            let samples: Vec<Duration> = (1..=100)
+                .map(|i| Duration::from_micros(i * ms * 10))
+                .collect();
+            let pace = latency::Pace {
+                rate_per_sec: 1,
+                events: 100,
+            };
+            Measured::Latency(
+                latency::Latency::new(samples, latency::Paced::default(), pace).unwrap(),
+            )
+        };
+        // p99 of run(ms) is 0.99 ms × ms.
+        let results = vec![
+            ((w4, ALWAYS), Ok(vec![run(1)])),
+            ((w4, NEVER), Ok(vec![run(1)])),
+            ((w4, Target::Nats), Ok(vec![run(4)])),
+            ((w4, REDIS), Ok(vec![run(1)])),
+        ];
+        let rows = table_rows(&results, &plan());
+        assert_eq!(rows[2][3], "p99 3.96 ms");
+        assert_eq!(rows[2][5], "0.25× p99");
+        let judged = judge(&results, &vec![None; results.len()]);
+        let verdict = |name: &str| {
+            judged
+                .iter()
+                .find(|j| j.name.starts_with(name))
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(verdict("W4 at 5,000/s, fsync always"), Verdict::Pass);
+        assert_eq!(verdict("W4 at 5,000/s, fsync never"), Verdict::Pass);
+        // Rows that did not run are misses, not passes.
+        assert_eq!(verdict("W1, fsync always, vs NATS"), Verdict::Miss);
+        assert_eq!(verdict("server peak memory"), Verdict::Miss);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
-use super::{CONSUMERS, FAN_OUT, PIPELINE, TAKE};
+use super::{CONSUMERS, FAN_OUT, PIPELINE, TAKE, latency, retry};
 
 type RedisConnection = redis::aio::MultiplexedConnection;
 
@@ -24,18 +24,24 @@ async fn connect(addr: &str) -> Result<(redis::Client, RedisConnection)> {
     Ok((client, con))
 }
 
-/// `XADD`s `events` entries of `payload` to `key`, in pipelines of 100.
-async fn xadd(con: &mut RedisConnection, key: &str, payload: &Bytes, events: u64) -> Result<()> {
+/// `XADD`s `events` entries to `key`, the `n`th with `data(n)`, in
+/// pipelines of 100.
+async fn xadd(
+    con: &mut RedisConnection,
+    key: &str,
+    data: impl Fn(u64) -> Bytes,
+    events: u64,
+) -> Result<()> {
     let mut sent = 0;
     while sent < events {
         let mut pipe = redis::pipe();
         let n = (events - sent).min(PIPELINE as u64);
-        for _ in 0..n {
+        for i in sent..sent + n {
             pipe.cmd("XADD")
                 .arg(key)
                 .arg("*")
                 .arg("d")
-                .arg(payload.as_ref())
+                .arg(data(i).as_ref())
                 .ignore();
         }
         let _: () = pipe.query_async(&mut *con).await?;
@@ -99,7 +105,7 @@ pub(super) async fn w1(
         None
     };
     let start = Instant::now();
-    let measured = xadd(&mut con, key, &payload, events)
+    let measured = xadd(&mut con, key, |_| payload.clone(), events)
         .await
         .map(|()| start.elapsed());
     if let Some(before) = before {
@@ -196,7 +202,7 @@ pub(super) async fn w2(addr: &str, payload: Bytes, events: u64) -> Result<Durati
             ack_until(con, (key, &group, "c"), (Arc::default(), events), Some(100)).await
         });
     }
-    xadd(&mut con, key, &payload, events).await?;
+    xadd(&mut con, key, |_| payload.clone(), events).await?;
     while let Some(done) = consumers.join_next().await {
         done??;
     }
@@ -210,7 +216,7 @@ pub(super) async fn w3(addr: &str, payload: Bytes, events: u64) -> Result<Durati
     let (client, mut con) = connect(addr).await?;
     let key = "eddybench:w3";
     let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
-    xadd(&mut con, key, &payload, events).await?;
+    xadd(&mut con, key, |_| payload.clone(), events).await?;
     let _: () = con.xgroup_create(key, "g", "0").await?;
     let acked = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -229,4 +235,158 @@ pub(super) async fn w3(addr: &str, payload: Bytes, events: u64) -> Result<Durati
     let elapsed = start.elapsed();
     let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
     Ok(elapsed)
+}
+
+/// W4: each paced send is one `XADD` on a shared multiplexed connection
+/// (concurrent sends are pipelined by the client); one consumer of a
+/// group, `XREADGROUP COUNT 500 BLOCK 100` then one `XACK` per read.
+pub(super) async fn w4(
+    addr: &str,
+    payload: Bytes,
+    pace: latency::Pace,
+) -> Result<latency::Latency> {
+    use redis::AsyncCommands;
+    use redis::streams::{StreamReadOptions, StreamReadReply};
+    let (client, mut con) = connect(addr).await?;
+    let key = format!("eddybench:w4:{}", pace.rate_per_sec);
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
+    let _: () = con.xgroup_create_mkstream(&key, "g", "$").await?;
+    let origin = Instant::now();
+    let mut reader = client.get_multiplexed_async_connection().await?;
+    let read_key = key.clone();
+    let receiver = tokio::spawn(async move {
+        let options = StreamReadOptions::default()
+            .group("g", "c")
+            .count(TAKE)
+            .block(100);
+        let mut samples = Vec::with_capacity(pace.events as usize);
+        let mut stall = latency::StallGuard::new();
+        while (samples.len() as u64) < pace.events {
+            let reply: Option<StreamReadReply> =
+                reader.xread_options(&[&read_key], &[">"], &options).await?;
+            let mut ids = Vec::new();
+            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                let data: Vec<u8> = entry.get("d").context("an entry without its data")?;
+                samples.push(latency::age(&data, origin)?);
+                ids.push(entry.id);
+            }
+            stall.check(samples.len())?;
+            if !ids.is_empty() {
+                let _: u64 = reader.xack(&read_key, "g", &ids).await?;
+            }
+        }
+        anyhow::Ok(samples)
+    });
+    let (sender, send_key) = (con.clone(), key.clone());
+    let paced = latency::pace(pace, &payload, origin, move |_, data| {
+        let (mut con, key) = (sender.clone(), send_key.clone());
+        async move {
+            let _: String = redis::cmd("XADD")
+                .arg(&key)
+                .arg("*")
+                .arg("d")
+                .arg(data.as_ref())
+                .query_async(&mut con)
+                .await?;
+            Ok(())
+        }
+    })
+    .await;
+    let samples = receiver.await.context("the consumer panicked")?;
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
+    latency::Latency::new(samples?, paced?, pace)
+}
+
+/// W5, as Redis Streams does retries: a backlog of `events` numbered
+/// entries (added first, not timed) read by four consumers of a group
+/// (`XREADGROUP COUNT 500`), which leave each first delivery pending
+/// instead of acking it; a fifth connection claims entries pending for
+/// `delay` with `XAUTOCLAIM … COUNT 500` (scanning again every 10 ms once
+/// a pass is through) and `XACK`s them.
+pub(super) async fn w5(
+    addr: &str,
+    payload: Bytes,
+    events: u64,
+    delay: Duration,
+) -> Result<retry::Retried> {
+    use redis::AsyncCommands;
+    use redis::streams::{StreamAutoClaimReply, StreamReadOptions, StreamReadReply};
+    let (client, mut con) = connect(addr).await?;
+    let key = "eddybench:w5";
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    xadd(&mut con, key, |n| retry::numbered(&payload, n), events).await?;
+    let _: () = con.xgroup_create(key, "g", "0").await?;
+    let tracker = Arc::new(retry::Tracker::default());
+    let read = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..CONSUMERS {
+        let mut con = client.get_multiplexed_async_connection().await?;
+        let (tracker, read) = (Arc::clone(&tracker), Arc::clone(&read));
+        tasks.spawn(async move {
+            let options = StreamReadOptions::default()
+                .group("g", format!("c{c}"))
+                .count(TAKE);
+            while read.load(Ordering::Relaxed) < events {
+                let reply: Option<StreamReadReply> =
+                    con.xread_options(&[key], &[">"], &options).await?;
+                let entries: Vec<_> = reply
+                    .into_iter()
+                    .flat_map(|r| r.keys)
+                    .flat_map(|k| k.ids)
+                    .collect();
+                if entries.is_empty() {
+                    break;
+                }
+                for entry in &entries {
+                    let data: Vec<u8> = entry.get("d").context("an entry without its data")?;
+                    tracker.delivered(retry::number(&data)?);
+                }
+                read.fetch_add(entries.len() as u64, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        });
+    }
+    let mut claimer = client.get_multiplexed_async_connection().await?;
+    let claimed = Arc::clone(&tracker);
+    tasks.spawn(async move {
+        let mut cursor = "0-0".to_string();
+        let mut stall = latency::StallGuard::new();
+        while claimed.redelivered() < events {
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(key)
+                .arg("g")
+                .arg("claimer")
+                .arg(delay.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(TAKE)
+                .query_async(&mut claimer)
+                .await?;
+            let mut ids = Vec::with_capacity(reply.claimed.len());
+            for entry in reply.claimed {
+                let data: Vec<u8> = entry.get("d").context("an entry without its data")?;
+                // An entry claimed before its reader noted it stays pending
+                // and is claimed again.
+                if claimed.delivered(retry::number(&data)?) != retry::Verdict::HandBack {
+                    ids.push(entry.id);
+                }
+            }
+            if !ids.is_empty() {
+                let _: u64 = claimer.xack(key, "g", &ids).await?;
+            }
+            stall.check(claimed.redelivered() as usize)?;
+            cursor = reply.next_stream_id;
+            if cursor == "0-0" {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        anyhow::Ok(())
+    });
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let retried = tracker.finish(events, start.elapsed());
+    let _: () = redis::cmd("DEL").arg(key).query_async(&mut con).await?;
+    retried
 }

@@ -24,7 +24,7 @@
 //! Every workload runs under fsync `always`. Without an HTTP listener
 //! (no `http:` line in the banner), the HTTP rows say they were skipped.
 
-mod http;
+pub(super) mod http;
 pub(super) mod process;
 mod report;
 pub(super) mod sampler;
@@ -418,7 +418,7 @@ fn over_http<T>(
     }
 }
 
-async fn connect(addr: SocketAddr, connections: usize) -> Result<Vec<Client>> {
+pub(crate) async fn connect(addr: SocketAddr, connections: usize) -> Result<Vec<Client>> {
     let mut clients = Vec::with_capacity(connections);
     for _ in 0..connections {
         let client = Client::connect(addr, ClientConfig::default())
@@ -429,7 +429,7 @@ async fn connect(addr: SocketAddr, connections: usize) -> Result<Vec<Client>> {
     Ok(clients)
 }
 
-async fn close(clients: &[Client]) {
+pub(crate) async fn close(clients: &[Client]) {
     for client in clients {
         client.close().await;
     }
