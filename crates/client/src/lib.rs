@@ -649,14 +649,29 @@ fn reply_to(pending: &Pending, id: u64, reply: Reply) {
     }
 }
 
-/// Writes queued frames until the queue closes or a write fails.
+/// Most bytes of queued frames joined into one write.
+const WRITE_BATCH_BYTES: usize = 64 << 10;
+
+/// Writes queued frames until the queue closes or a write fails: the
+/// frames already queued behind the first go out in the same write, so
+/// a caller with many calls in flight costs one system call per batch
+/// rather than per call.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut write: W,
     mut queue: mpsc::Receiver<Vec<u8>>,
     pending: Arc<Pending>,
 ) {
-    while let Some(frame) = queue.recv().await {
-        if write.write_all(&frame).await.is_err() {
+    let mut buf = Vec::new();
+    while let Some(first) = queue.recv().await {
+        buf.clear();
+        buf.extend_from_slice(&first);
+        while buf.len() < WRITE_BATCH_BYTES {
+            match queue.try_recv() {
+                Ok(next) => buf.extend_from_slice(&next),
+                Err(_) => break,
+            }
+        }
+        if write.write_all(&buf).await.is_err() {
             break;
         }
         // A TLS stream holds written bytes until flushed (for TCP this is

@@ -12,7 +12,7 @@ use eddy_bus::{AckId, Bus, Event, FetchOptions, NackOptions, TopicConfig};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::{CONSUMERS, FAN_OUT, TAKE, WINDOW, latency, retry};
-use crate::cli::bench::broker::consume::{drain, preload_data};
+use crate::cli::bench::broker::consume::drain;
 use crate::cli::bench::broker::create_shared_subscription;
 
 /// Partitions of every topic the Eddy rows use.
@@ -129,17 +129,21 @@ pub(super) async fn w2<B: Bus + Clone + Send + Sync + 'static>(
     Ok(elapsed)
 }
 
-/// W3: a backlog of `events` events loaded through `buses[0]` in batches
-/// (not timed), then drained by four consumers of one subscription on
-/// `buses[1..]`: fetch ≤ 500, one `ack_all` per fetch, durable per the
-/// fsync policy; the time until every event was acked.
+/// W3: a backlog of `events` events published through `buses[0]` one by
+/// one, 256 in flight, as the peers' backlogs are (not timed), then
+/// drained by four consumers of one subscription on `buses[1..]`: fetch
+/// ≤ 500, one `ack_all` per fetch, durable per the fsync policy; the time
+/// until every event was acked.
 pub(super) async fn w3<B: Bus + Clone + Send + Sync + 'static>(
     buses: &[B],
     payload: Bytes,
     events: u64,
 ) -> Result<Duration> {
     let (topic, subscription) = fresh("w3");
-    preload_data(&buses[0], &topic, events, payload).await?;
+    buses[0]
+        .create_topic(&topic, TopicConfig::with_partitions(PARTITIONS))
+        .await?;
+    publish_window(&buses[0], &topic, |_| payload.clone(), events).await?;
     let consumers = if buses.len() > 1 { &buses[1..] } else { buses };
     let drained = drain(consumers, &topic, &subscription, events).await?;
     buses[0].delete_subscription(&subscription).await?;

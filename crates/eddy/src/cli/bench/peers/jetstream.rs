@@ -153,6 +153,18 @@ pub(super) async fn w3(addr: &str, payload: Bytes, events: u64) -> Result<Durati
     Ok(elapsed)
 }
 
+/// A continuous pull of `consumer` (batches of ≤ 500 requested ahead).
+/// Unlike fetches that expire, it loses nothing: a message the server
+/// sends to an expired fetch comes back only after the ack wait (30 s).
+async fn pull(consumer: &PullConsumer) -> Result<async_nats::jetstream::consumer::pull::Stream> {
+    consumer
+        .stream()
+        .max_messages_per_batch(TAKE)
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pull: {e}"))
+}
+
 /// W4: a file-storage stream; each paced send publishes and awaits its
 /// ack; one durable pull consumer read as a continuous stream (batches of
 /// ≤ 500 pulled ahead), `ack()` per message.
@@ -167,12 +179,7 @@ pub(super) async fn w4(
     let consumer = consumer(&stream, "eddy-w4", TAKE * 2).await?;
     let origin = Instant::now();
     let receiver = tokio::spawn(async move {
-        let mut messages = consumer
-            .stream()
-            .max_messages_per_batch(TAKE)
-            .messages()
-            .await
-            .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+        let mut messages = pull(&consumer).await?;
         let mut samples = Vec::with_capacity(pace.events as usize);
         let mut stall = latency::StallGuard::new();
         while (samples.len() as u64) < pace.events {
@@ -207,8 +214,8 @@ pub(super) async fn w4(
 }
 
 /// W5: a backlog of `events` numbered messages (published first, not
-/// timed), drained by four consumers of one durable pull consumer that
-/// fetch ≤ 500; a first delivery is answered with a delayed negative ack
+/// timed), drained by four continuous pulls (batches ≤ 500) of one
+/// durable pull consumer; a first delivery is answered with a delayed negative ack
 /// (`AckKind::Nak(Some(delay))`), a redelivery with `ack()`.
 pub(super) async fn w5(
     addr: &str,
@@ -233,17 +240,16 @@ pub(super) async fn w5(
     for _ in 0..CONSUMERS {
         let (consumer, tracker) = (consumer.clone(), Arc::clone(&tracker));
         consumers.spawn(async move {
+            let mut messages = pull(&consumer).await?;
             let mut stall = latency::StallGuard::new();
+            let mut taken = 0;
             while tracker.redelivered() < events {
-                let mut batch = consumer
-                    .fetch()
-                    .max_messages(TAKE)
-                    .expires(Duration::from_millis(100))
-                    .messages()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
-                while let Some(message) = batch.next().await {
-                    let message = message.map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
+                let next = tokio::time::timeout(Duration::from_millis(100), messages.next());
+                if let Ok(next) = next.await {
+                    let message = next
+                        .context("the consumer's message stream ended")?
+                        .map_err(|e| anyhow::anyhow!("pull: {e}"))?;
+                    taken += 1;
                     let kind = match tracker.delivered(retry::number(&message.payload)?) {
                         retry::Verdict::HandBack => AckKind::Nak(Some(delay)),
                         retry::Verdict::Ack | retry::Verdict::Duplicate => AckKind::Ack,
@@ -253,7 +259,7 @@ pub(super) async fn w5(
                         .await
                         .map_err(|e| anyhow::anyhow!("ack: {e}"))?;
                 }
-                stall.check(tracker.redelivered() as usize)?;
+                stall.check(taken)?;
             }
             anyhow::Ok(())
         });

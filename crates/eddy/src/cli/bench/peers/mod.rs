@@ -102,6 +102,9 @@ pub struct BenchPeersArgs {
     /// Only these workloads (w1 … w5, comma-separated) [default: all]
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["w1", "w2", "w3", "w4", "w5"])]
     only: Vec<String>,
+    /// Only these targets (comma-separated) [default: all]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["embedded", "server", "http", "nats", "redis", "rabbitmq"])]
+    targets: Vec<String>,
     /// A smoke run: small counts, one round.
     #[arg(long)]
     quick: bool,
@@ -214,6 +217,18 @@ impl Target {
         }
     }
 
+    /// The target's flag name (`--targets`).
+    fn flag(self) -> &'static str {
+        match self {
+            Target::Eddy(_) => "embedded",
+            Target::EddyServer => "server",
+            Target::EddyHttp => "http",
+            Target::Nats => "nats",
+            Target::Redis { .. } => "redis",
+            Target::RabbitMq => "rabbitmq",
+        }
+    }
+
     fn durability(self) -> String {
         match self {
             Target::Eddy(policy) => format!("fsync {policy}"),
@@ -287,7 +302,7 @@ impl Target {
                 "a publish + ack wait per paced event; 1 pull consumer stream (batches ≤ 500), ack() each".into()
             }
             (Workload::W5, Target::Nats) => {
-                "4 consumers: fetch ≤ 500; Nak(delay) the first delivery, ack() the second".into()
+                "4 continuous pulls (batches ≤ 500); Nak(delay) the first delivery, ack() the second".into()
             }
             (Workload::W1, Target::Redis { .. }) => "redis-rs, XADD pipelined ×100, one connection".into(),
             (Workload::W2, Target::Redis { .. }) => {
@@ -409,6 +424,7 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
     let to_run: Vec<_> = rows_to_run()
         .into_iter()
         .filter(|(w, _)| args.only.is_empty() || args.only.iter().any(|o| o == w.flag()))
+        .filter(|(_, t)| args.targets.is_empty() || args.targets.iter().any(|o| o == t.flag()))
         .collect();
     let mut results: Vec<((Workload, Target), Runs)> =
         to_run.iter().map(|&row| (row, Ok(Vec::new()))).collect();
@@ -1007,6 +1023,7 @@ mod tests {
             rabbitmq: String::new(),
             markdown: None,
             only: Vec::new(),
+            targets: Vec::new(),
             quick: true,
         })
     }
