@@ -46,7 +46,8 @@ enum BenchCommand {
     /// against a raw consume + ack), and the demo shop's orders per second.
     Runtime(runtime::BenchRuntimeArgs),
     /// Eddy side by side with the brokers running on this machine (NATS
-    /// JetStream, Redis Streams), through their own clients, in one run.
+    /// JetStream, Redis Streams, RabbitMQ), through their own clients, in
+    /// one run: publish, fan-out, work queue, latency and retry.
     Peers(peers::BenchPeersArgs),
 }
 
