@@ -12,6 +12,7 @@ mod disk;
 mod log;
 mod machine;
 mod memory;
+mod pacer;
 mod peers;
 mod report;
 mod runtime;
@@ -125,6 +126,15 @@ fn check_parent_exists(path: &Path) -> Result<()> {
         ),
         _ => Ok(()),
     }
+}
+
+/// The multi-threaded async runtime a benchmark runs its workloads on.
+fn async_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("eddy-bench")
+        .build()
+        .context("start the async runtime")
 }
 
 /// Writes `body` into the markdown file at `path` between the markers of

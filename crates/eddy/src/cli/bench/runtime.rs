@@ -85,11 +85,7 @@ pub fn run(args: &BenchRuntimeArgs) -> Result<()> {
         .unwrap_or(if args.quick { 20_000 } else { 200_000 });
     let rounds = args.rounds.unwrap_or(3);
     let orders = args.orders.unwrap_or(if args.quick { 300 } else { 2000 });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("eddy-bench")
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::async_runtime()?;
     let scratch = Scratch::create(args.dir.as_deref())?;
     let run = RunInfo::start(scratch.path());
     run.print_heading(NAME);

@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::{STALL, close_and_remove, create_shared_subscription};
 use crate::cli::bench::disk::pattern;
 use crate::cli::bench::machine;
+use crate::cli::bench::pacer::{self, Paced};
 use crate::cli::bench::units::{self, duration, grouped, percent};
 
 /// Events sent per second.
@@ -176,10 +177,10 @@ pub async fn run<B: Bus + Clone>(
         let handle = Handle::current();
         tokio::task::spawn_blocking(move || pace(&handle, &publisher, origin, events))
     };
-    let paced = pacer.await.context("the pacer panicked")?;
+    let (publishes, paced) = pacer.await.context("the pacer panicked")?;
     let mut failed = 0;
     let mut first_error = None;
-    for publish in paced.publishes {
+    for publish in publishes {
         match publish.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -234,45 +235,25 @@ pub async fn run<B: Bus + Clone>(
     })
 }
 
-/// What the pacer did.
-struct Paced {
-    publishes: Vec<JoinHandle<Result<Published, BusError>>>,
-    elapsed: Duration,
-    lag_max: Duration,
-    late: u64,
-}
-
 /// Sends `events` events at [`RATE_PER_SEC`], each as a `publish` task of
-/// its own, sleeping until each one's time.
-fn pace<B: Bus + Clone>(runtime: &Handle, bus: &B, origin: Instant, events: u64) -> Paced {
-    let period_ns = 1_000_000_000 / RATE_PER_SEC;
+/// its own; returns the tasks and what the pacer did.
+fn pace<B: Bus + Clone>(
+    runtime: &Handle,
+    bus: &B,
+    origin: Instant,
+    events: u64,
+) -> (Vec<JoinHandle<Result<Published, BusError>>>, Paced) {
     let filler = pattern(EVENT_BYTES);
     let mut publishes = Vec::with_capacity(events as usize);
-    let (mut lag_max, mut late) = (Duration::ZERO, 0);
-    let start = Instant::now();
-    for n in 0..events {
-        let due = start + Duration::from_nanos(n * period_ns);
-        let mut now = Instant::now();
-        while now < due {
-            std::thread::sleep(due - now);
-            now = Instant::now();
-        }
-        let lag = now - due;
-        lag_max = lag_max.max(lag);
-        late += u64::from(lag > Duration::from_millis(1));
+    let paced = pacer::pace(RATE_PER_SEC, events, |n| {
         let mut data = filler.clone();
         let sent_ns = Instant::now().duration_since(origin).as_nanos() as u64;
         data[..8].copy_from_slice(&sent_ns.to_le_bytes());
         let event = Event::new("BenchLatency", data).with_id(format!("l{n}"));
         let bus = bus.clone();
         publishes.push(runtime.spawn(async move { bus.publish(TOPIC, event).await }));
-    }
-    Paced {
-        publishes,
-        elapsed: start.elapsed(),
-        lag_max,
-        late,
-    }
+    });
+    (publishes, paced)
 }
 
 /// What one consumer received.

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use tokio::runtime::Handle;
 
+use crate::cli::bench::pacer;
 use crate::cli::bench::units::duration;
 
 /// The fixed rates W4 runs at, events per second.
@@ -50,15 +51,7 @@ pub(super) fn age(data: &[u8], origin: Instant) -> Result<Duration> {
     Ok(Duration::from_nanos(now_ns.saturating_sub(sent_ns)))
 }
 
-/// What the pacer did.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Paced {
-    pub elapsed: Duration,
-    /// The furthest behind schedule an event was sent.
-    pub lag_max: Duration,
-    /// Events sent more than 1 ms late.
-    pub late: u64,
-}
+pub(super) use crate::cli::bench::pacer::Paced;
 
 /// Sends `pace.events` events at `pace.rate_per_sec`: at each event's
 /// time, `send(n, stamped data)` is spawned as a task on the runtime.
@@ -76,23 +69,10 @@ where
     let handle = Handle::current();
     let payload = payload.clone();
     let pacer = tokio::task::spawn_blocking(move || {
-        let period_ns = 1_000_000_000 / pace.rate_per_sec.max(1);
         let mut sends = Vec::with_capacity(pace.events as usize);
-        let mut paced = Paced::default();
-        let start = Instant::now();
-        for n in 0..pace.events {
-            let due = start + Duration::from_nanos(n * period_ns);
-            let mut now = Instant::now();
-            while now < due {
-                std::thread::sleep(due - now);
-                now = Instant::now();
-            }
-            let lag = now - due;
-            paced.lag_max = paced.lag_max.max(lag);
-            paced.late += u64::from(lag > Duration::from_millis(1));
+        let paced = pacer::pace(pace.rate_per_sec, pace.events, |n| {
             sends.push(handle.spawn(send(n, stamp(&payload, origin))));
-        }
-        paced.elapsed = start.elapsed();
+        });
         (sends, paced)
     });
     let (sends, paced) = pacer.await.context("the pacer panicked")?;

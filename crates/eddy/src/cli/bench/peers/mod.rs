@@ -400,11 +400,7 @@ pub fn run(args: &BenchPeersArgs) -> Result<()> {
         check_parent_exists(path)?;
     }
     let plan = Plan::from_args(args);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("eddy-bench")
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::async_runtime()?;
     let scratch = Scratch::create(args.dir.as_deref())?;
     let run = RunInfo::start(scratch.path());
     run.print_heading(NAME);

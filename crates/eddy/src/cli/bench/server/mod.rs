@@ -236,11 +236,7 @@ pub fn run(args: &BenchServerArgs) -> Result<()> {
     if let Some(path) = &args.markdown {
         check_parent_exists(path)?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("eddy-bench")
-        .build()
-        .context("start the async runtime")?;
+    let runtime = super::async_runtime()?;
     let scratch = Scratch::create(args.dir.as_deref())?;
     let run = RunInfo::start(scratch.path());
     report::print_preamble(&plan, &run);
