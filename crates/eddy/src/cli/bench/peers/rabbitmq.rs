@@ -402,9 +402,20 @@ pub(super) async fn w4(
         anyhow::Ok(samples)
     });
     let (sender, send_queue) = (channel.clone(), queue.clone());
+    // lapin numbers a publish's confirm and queues its frames in two
+    // steps: concurrent publishes on one channel can pair a confirm with
+    // another's message and leave one waiting for ever. One at a time.
+    let publishing = Arc::new(tokio::sync::Mutex::new(()));
     let paced = latency::pace(pace, &payload, origin, move |_, data| {
         let (channel, queue) = (sender.clone(), send_queue.clone());
-        async move { confirmed(publish(&channel, "", &queue, &data).await?).await }
+        let publishing = Arc::clone(&publishing);
+        async move {
+            let confirm = {
+                let _turn = publishing.lock().await;
+                publish(&channel, "", &queue, &data).await?
+            };
+            confirmed(confirm).await
+        }
     })
     .await;
     let samples = receiver.await.context("the consumer panicked")?;
