@@ -23,6 +23,7 @@ use eddy_log::{Clock, FsyncPolicy, LogConfig, SystemClock};
 use crate::config::{BrokerConfig, GROUP_COMMIT_WINDOW_US_MAX};
 use crate::error::from_log;
 use crate::journal::{Journal, Op, SubId, TopicId, Tp};
+use crate::store::Store;
 use crate::sub::{Source, Sub};
 use crate::topic::Topic;
 
@@ -60,6 +61,8 @@ pub(crate) struct Inner {
     timer: Mutex<Option<JoinHandle<()>>>,
     snapshot_lock: Mutex<()>,
     last_retention_ms: AtomicI64,
+    /// The event store; `None` once closed.
+    pub(crate) store: Mutex<Option<Arc<Store>>>,
 }
 
 /// A subscription and its lock.
@@ -200,6 +203,13 @@ impl Broker {
             Arc::clone(&clock),
         )?;
         let catalog = recover(&dir, ops, &log_config, commit_window, &clock)?;
+        let store = Arc::new(Store::open(
+            &dir.join("store"),
+            log_config.clone(),
+            commit_window,
+            config.store_ids_max,
+            Arc::clone(&clock),
+        )?);
         let (changed, _) = tokio::sync::watch::channel(0);
         let broker = Broker {
             inner: Arc::new(Inner {
@@ -217,8 +227,10 @@ impl Broker {
                 timer: Mutex::new(None),
                 snapshot_lock: Mutex::new(()),
                 last_retention_ms: AtomicI64::new(i64::MIN),
+                store: Mutex::new(Some(Arc::clone(&store))),
             }),
         };
+        broker.start_forwarder(&store)?;
         if !broker.catalog_read()?.topics.contains_key(ALERTS_TOPIC) {
             let mut cat = broker.catalog_write()?;
             broker.create_topic_locked(&mut cat, ALERTS_TOPIC, TopicConfig::default())?;
@@ -241,6 +253,9 @@ impl Broker {
             return Ok(());
         }
         self.stop_timer();
+        if let Some(store) = lock(&self.inner.store).take() {
+            store.forwarder.stop();
+        }
         let snap = self.snapshot();
         self.inner.closed.store(true, Ordering::SeqCst);
         let mut cat = self
@@ -291,6 +306,11 @@ impl Broker {
 
     /// The topic of the broker's own with this name, created if missing.
     pub(crate) fn own_topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.own_topic_with(name, TopicConfig::default())
+    }
+
+    /// The topic with this name, created with `config` if missing.
+    pub(crate) fn own_topic_with(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
         if let Some(t) = self.catalog_read()?.topics.get(name) {
             return Ok(Arc::clone(t));
         }
@@ -298,7 +318,13 @@ impl Broker {
         if let Some(t) = cat.topics.get(name) {
             return Ok(Arc::clone(t));
         }
-        self.create_topic_locked(&mut cat, name, TopicConfig::default())
+        self.create_topic_locked(&mut cat, name, config)
+    }
+
+    /// The event store, unless the broker is closed.
+    pub(crate) fn store(&self) -> Result<Arc<Store>> {
+        self.check_open()?;
+        lock(&self.inner.store).clone().ok_or(BusError::Closed)
     }
 
     pub(crate) fn notify(&self) {
@@ -786,6 +812,7 @@ impl Broker {
         // bound how long they may stay in the page cache only.
         let written = self.inner.journal.next_offset()?;
         self.inner.journal.wait_for_offset(written)?;
+        self.store()?.forwarder.sync()?;
         let last = self.inner.last_retention_ms.load(Ordering::Relaxed);
         let every = i64::try_from(self.inner.config.retention_interval_ms).unwrap_or(i64::MAX);
         if now.saturating_sub(last) >= every {

@@ -46,6 +46,12 @@ pub struct BrokerConfig {
     /// 10,000 events/s kept the disk flushing 2,600 times a second, a few
     /// events each, and the host then stalled the VM's CPUs.
     pub group_commit_window_us: u64,
+    /// Partitions of each bus topic the event store publishes a category's
+    /// events to (`es.<category>`), when it creates one.
+    pub store_topic_partitions: u32,
+    /// How many recent event ids the event store remembers, so that a
+    /// retried append (same ids) is recognised as one (48 bytes each).
+    pub store_ids_max: usize,
 }
 
 impl Default for BrokerConfig {
@@ -61,6 +67,8 @@ impl Default for BrokerConfig {
             timer_interval_ms: Some(100),
             retention_interval_ms: 10_000,
             group_commit_window_us: 0,
+            store_topic_partitions: 4,
+            store_ids_max: 1_000_000,
         }
     }
 }

@@ -39,6 +39,7 @@ mod dedup;
 mod delivery;
 mod error;
 mod journal;
+mod store;
 mod sub;
 #[cfg(test)]
 mod sub_model_test;

@@ -101,6 +101,29 @@ pub enum BusError {
     /// retention deleted it; redrive it to a topic instead.
     #[error("the original of dead letter {0} is no longer retained; redrive it to a topic")]
     RedriveSourceGone(u64),
+    /// The stream is not where the append (or delete) expected it.
+    #[error("stream {stream:?} is at version {}, not {expected}", actual.map_or("none (no stream)".to_string(), |v| v.to_string()))]
+    WrongExpectedVersion {
+        /// The stream.
+        stream: String,
+        /// What the call expected (`any`, `no_stream`, `exists` or a version).
+        expected: String,
+        /// The stream's actual last version; `None` if it does not exist.
+        actual: Option<u64>,
+    },
+    /// No stream has this name (it was never written, or was deleted).
+    #[error("stream {0:?} does not exist")]
+    StreamNotFound(String),
+    /// An event id of the append is already another stream's event.
+    #[error("event id {id:?} is already event {version} of stream {stream:?}")]
+    EventIdInUse {
+        /// The id.
+        id: String,
+        /// The stream that holds it.
+        stream: String,
+        /// Its version there.
+        version: u64,
+    },
     /// The request carries no valid credentials, and the server wants them.
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
@@ -135,7 +158,7 @@ pub enum BusError {
 impl BusError {
     /// The stable numeric code of this error: 1xxx bad input, 2xxx topics,
     /// 3xxx subscriptions, 4xxx deliveries, 5xxx reads and dead letters,
-    /// 6xxx access control, 9xxx the bus itself. 8xxx is reserved for the native protocol's own
+    /// 6xxx access control, 7xxx the event store, 9xxx the bus itself. 8xxx is reserved for the native protocol's own
     /// errors (`eddy-proto`).
     pub fn code(&self) -> u16 {
         match self {
@@ -155,6 +178,9 @@ impl BusError {
             BusError::OffsetOutOfRange { .. } => 5001,
             BusError::DeadLetterNotFound(_) => 5002,
             BusError::RedriveSourceGone(_) => 5003,
+            BusError::WrongExpectedVersion { .. } => 7001,
+            BusError::StreamNotFound(_) => 7002,
+            BusError::EventIdInUse { .. } => 7003,
             BusError::Unauthenticated(_) => 6001,
             BusError::PermissionDenied { .. } => 6002,
             BusError::Storage(_) => 9001,

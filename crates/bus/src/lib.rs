@@ -38,6 +38,7 @@ mod model;
 pub mod name;
 mod push;
 mod retry;
+pub mod store;
 
 use std::future::Future;
 
@@ -52,6 +53,10 @@ pub use model::{
 };
 pub use push::{DeliveryStream, PushDelivery, PushOptions};
 pub use retry::{BACKOFF_LIST_LEN_MAX, Backoff, MAX_DELIVERIES_MAX, RetryPolicy};
+pub use store::{
+    AllFilter, AllSlice, AppendResult, CatchUp, Direction, EventStore, ExpectedVersion,
+    RecordedEvent, StreamFrom, StreamInfo, StreamMetadata, StreamSlice,
+};
 
 /// A position within a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

@@ -139,6 +139,17 @@ impl WireError {
             },
             5002 => BusError::DeadLetterNotFound(self.number("id")),
             5003 => BusError::RedriveSourceGone(self.number("id")),
+            7001 => BusError::WrongExpectedVersion {
+                stream: self.text("stream"),
+                expected: self.text("expected"),
+                actual: self.field("actual").and_then(|v| v.parse().ok()),
+            },
+            7002 => BusError::StreamNotFound(self.text("stream")),
+            7003 => BusError::EventIdInUse {
+                id: self.text("id"),
+                stream: self.text("stream"),
+                version: self.number("version"),
+            },
             6001 => BusError::Unauthenticated(self.prose("detail")),
             6002 => BusError::PermissionDenied {
                 principal: self.text("principal"),
@@ -218,6 +229,26 @@ impl From<&BusError> for WireError {
                 .with("first", first)
                 .with("next", next),
             BusError::DeadLetterNotFound(id) | BusError::RedriveSourceGone(id) => f.with("id", id),
+            BusError::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            } => {
+                let f = f.with("stream", stream).with("expected", expected);
+                match actual {
+                    Some(v) => f.with("actual", v),
+                    None => f,
+                }
+            }
+            BusError::StreamNotFound(stream) => f.with("stream", stream),
+            BusError::EventIdInUse {
+                id,
+                stream,
+                version,
+            } => f
+                .with("id", id)
+                .with("stream", stream)
+                .with("version", version),
             BusError::PermissionDenied {
                 principal,
                 action,

@@ -59,9 +59,15 @@ fn every_bus_error_round_trips_through_a_frame() {
     // code and text, travels in an Error frame, and comes back as the equal
     // BusError — structured fields included (a client can match on
     // `LimitExceeded { setting, .. }` as on the embedded bus).
-    let errors = every_bus_error();
+    let mut errors = every_bus_error();
     let codes: BTreeSet<u16> = errors.iter().map(BusError::code).collect();
     assert_eq!(codes.len(), errors.len(), "one variant per code");
+    // A conflict on a stream that does not exist has no actual version.
+    errors.push(BusError::WrongExpectedVersion {
+        stream: "order-2".into(),
+        expected: "exists".into(),
+        actual: None,
+    });
     for e in errors {
         let wire = WireError::from(&e);
         assert_eq!(wire.code, e.code());
@@ -130,6 +136,6 @@ fn protocol_codes_are_their_own_area() {
 fn unknown_codes_become_unavailable() {
     // Proves: a code this client does not know (a newer server's) still
     // maps to a BusError, keeping the code and message in its text.
-    let e = WireError::new(7001, "something new").to_bus_error();
-    assert_eq!(e, BusError::Unavailable("error 7001: something new".into()));
+    let e = WireError::new(7999, "something new").to_bus_error();
+    assert_eq!(e, BusError::Unavailable("error 7999: something new".into()));
 }

@@ -57,8 +57,8 @@ pub const STORAGE: u8 = 8;
 /// The exit code of a bus error, by its stable numeric code.
 pub fn bus_exit_code(err: &BusError) -> u8 {
     match err.code() {
-        2001 | 2003 | 3001 | 5002 => NOT_FOUND,
-        2002 | 3002 | 4001..=4004 | 5003 => CONFLICT,
+        2001 | 2003 | 3001 | 5002 | 7002 => NOT_FOUND,
+        2002 | 3002 | 4001..=4004 | 5003 | 7001 | 7003 => CONFLICT,
         1000..=1999 | 5001 => BAD_INPUT,
         6001 | 6002 => ACCESS,
         9004 | 9005 => UNAVAILABLE,

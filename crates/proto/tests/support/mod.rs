@@ -183,6 +183,17 @@ pub fn every_bus_error() -> Vec<BusError> {
         },
         BusError::DeadLetterNotFound(77),
         BusError::RedriveSourceGone(78),
+        BusError::WrongExpectedVersion {
+            stream: "order-1".into(),
+            expected: "3".into(),
+            actual: Some(5),
+        },
+        BusError::StreamNotFound("order-3".into()),
+        BusError::EventIdInUse {
+            id: "e-1".into(),
+            stream: "order-4".into(),
+            version: 7,
+        },
         BusError::Unauthenticated("no token".into()),
         BusError::PermissionDenied {
             principal: "billing".into(),
