@@ -17,12 +17,18 @@
 //! - [idempotent consumers](processed): a durable store of processed
 //!   events with a retention window.
 
+pub mod aggregate;
 pub mod breaker;
 pub mod causal;
 pub mod processed;
+pub mod projection;
 pub mod service;
 pub mod version;
 
+pub use aggregate::{
+    Aggregate, AggregateError, Executed, Loaded, Repository, SNAPSHOT_TYPE, snapshot_stream,
+    stream_of,
+};
 pub use breaker::{
     Breaker, BreakerConfig, BreakerConfigError, BreakerState, FailureRate, FailuresWithin, Outcome,
     Permit, Rejected, Transition, Window,
@@ -30,6 +36,10 @@ pub use breaker::{
 pub use causal::{IdSource, RandomIds, TraceParent, follow_up, handler_trace};
 pub use processed::{
     Claim, ClaimGuard, ProcessedConfig, ProcessedError, ProcessedIds, ProcessedStats,
+};
+pub use projection::{
+    FileModel, MemoryModel, Projection, ProjectionError, Projector, ProjectorConfig,
+    ReadModelStore, Rebuilt, View,
 };
 pub use service::{
     Context, HANDLER_FAILED, HandlerError, HandlerOptions, Running, Service, ServiceConfig,
