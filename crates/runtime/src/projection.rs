@@ -269,7 +269,7 @@ pub struct Projector<S, P: Projection, M> {
     projection: Arc<P>,
     config: ProjectorConfig,
     view: Arc<View<P::State>>,
-    task: Option<(watch::Sender<bool>, JoinHandle<Result<M, ProjectionError>>)>,
+    task: Option<Following<M>>,
 }
 
 impl<S, P, M> Projector<S, P, M>
@@ -370,6 +370,9 @@ where
     }
 }
 
+/// The task following the store, and its stop signal.
+type Following<M> = (watch::Sender<bool>, JoinHandle<Result<M, ProjectionError>>);
+
 /// Starts the task that follows the store into `view`, saving to `model`.
 fn spawn<S, P, M>(
     store: S,
@@ -377,7 +380,7 @@ fn spawn<S, P, M>(
     model: M,
     view: Arc<View<P::State>>,
     config: ProjectorConfig,
-) -> (watch::Sender<bool>, JoinHandle<Result<M, ProjectionError>>)
+) -> Following<M>
 where
     S: EventStore,
     P: Projection,
