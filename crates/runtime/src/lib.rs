@@ -22,6 +22,7 @@ pub mod breaker;
 pub mod causal;
 pub mod processed;
 pub mod projection;
+pub mod saga;
 pub mod service;
 pub mod version;
 

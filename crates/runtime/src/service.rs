@@ -307,11 +307,25 @@ fn derived_id(key: &str, n: u32) -> String {
 }
 
 /// The idempotency key of `event` on `subscription` of service `service`:
-/// CloudEvents make source + id unique per event. A source and id longer
-/// than 256 bytes together are replaced by their SHA-256, so that every
-/// key fits the store.
+/// the producer's own key if the event names one (its `idempotencykey`
+/// header: a saga's command keeps it over every attempt, each with its own
+/// id), else source + id, which CloudEvents make unique per event. A key
+/// or source and id longer than 256 bytes are replaced by their SHA-256,
+/// so that every key fits the store.
 fn idempotency_key(service: &str, subscription: &str, event: &Event) -> Arc<str> {
     let sep = '\u{1f}';
+    if let Some((_, key)) = event
+        .headers
+        .iter()
+        .find(|(n, _)| n == crate::saga::IDEMPOTENCY_KEY_HEADER)
+    {
+        if key.len() <= 256 {
+            return Arc::from(format!("{service}{sep}{subscription}{sep}key{sep}{key}"));
+        }
+        let digest = Sha256::digest(key.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        return Arc::from(format!("{service}{sep}{subscription}{sep}key-sha256:{hex}"));
+    }
     let (source, id) = (&event.source, &event.id);
     if source.len() + id.len() <= 256 {
         return Arc::from(format!(
