@@ -40,7 +40,9 @@ use bytes::Bytes;
 use eddy_bus::{AllFilter, BusError, Direction, Event, EventStore, RecordedEvent, StreamFrom};
 use serde::{Deserialize, Serialize};
 
-pub use orchestrator::{Orchestrator, OrchestratorConfig, RunningOrchestrator, SagaStats};
+pub use orchestrator::{
+    Observer, Orchestrator, OrchestratorConfig, RunningOrchestrator, SagaStats,
+};
 pub use state::{Awaiting, Next, Phase, SagaEvent, SagaState, Status};
 
 /// The category of saga streams: `saga-<id>`.

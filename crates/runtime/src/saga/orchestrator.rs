@@ -76,13 +76,26 @@ pub struct SagaStats {
     pub compensated: AtomicU64,
 }
 
+/// Called with a saga's id and each event recorded for it, once durable.
+pub type Observer = Arc<dyn Fn(&str, &SagaEvent) + Send + Sync>;
+
 /// An orchestrator being set up: its bus, clock and saga definitions.
-#[derive(Debug)]
 pub struct Orchestrator<B> {
     bus: B,
     config: OrchestratorConfig,
     clock: Arc<dyn Clock>,
     defs: HashMap<String, Arc<SagaDefinition>>,
+    observer: Option<Observer>,
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for Orchestrator<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Orchestrator")
+            .field("bus", &self.bus)
+            .field("config", &self.config)
+            .field("defs", &self.defs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One saga being run.
@@ -95,7 +108,6 @@ struct Active {
     version: u64,
 }
 
-#[derive(Debug)]
 struct Shared<B> {
     bus: B,
     config: OrchestratorConfig,
@@ -103,6 +115,17 @@ struct Shared<B> {
     defs: HashMap<String, Arc<SagaDefinition>>,
     sagas: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Active>>>>,
     stats: SagaStats,
+    observer: Option<Observer>,
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for Shared<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("bus", &self.bus)
+            .field("config", &self.config)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running orchestrator.
@@ -128,7 +151,15 @@ impl<B: Bus + EventStore + Clone> Orchestrator<B> {
             config,
             clock: Arc::new(SystemClock),
             defs: HashMap::new(),
+            observer: None,
         }
+    }
+
+    /// Calls `f` with each saga event recorded, once it is durable (for
+    /// logs, metrics, or a demo's progress).
+    pub fn observe(mut self, f: impl Fn(&str, &SagaEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(f));
+        self
     }
 
     /// Reads time (deadlines) from `clock`.
@@ -204,6 +235,7 @@ impl<B: Bus + EventStore + Clone> Orchestrator<B> {
             defs: self.defs,
             sagas: Mutex::new(HashMap::new()),
             stats: SagaStats::default(),
+            observer: self.observer,
         });
         shared.resume().await?;
         let (stop, stopped) = watch::channel(false);
@@ -311,6 +343,9 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
             return Ok(false);
         }
         self.stats.started.fetch_add(1, Ordering::Relaxed);
+        if let Some(observe) = &self.observer {
+            observe(id, &started);
+        }
         let active = Active {
             id: id.to_string(),
             state: SagaState::started(&def.name, data, def.steps.len()),
@@ -359,6 +394,9 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
             Ok(r) => {
                 active.version = r.last_version;
                 active.state.apply(&event, &active.def);
+                if let Some(observe) = &self.observer {
+                    observe(&active.id, &event);
+                }
                 Ok(())
             }
             Err(e @ BusError::WrongExpectedVersion { .. }) => {

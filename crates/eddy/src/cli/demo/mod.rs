@@ -2,6 +2,7 @@
 //! in this process on an embedded bus (the default), or as one process per
 //! service against `eddy serve` (`--server`).
 
+pub mod saga;
 pub mod shop;
 #[cfg(test)]
 mod tests;
@@ -90,6 +91,37 @@ struct ShopArgs {
     /// Longest wait for every order to reach a final state.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     deadline_s: u64,
+    /// How the services coordinate: `choreography` (each reacts to the
+    /// others' events) or `orchestration` (a saga orchestrator sends each
+    /// step's command and compensates in reverse on a failure).
+    #[arg(long, value_enum, default_value_t = Style::Choreography)]
+    style: Style,
+    /// Share of shipments that fail (orchestration).
+    #[arg(long, default_value_t = 0.1, value_name = "0..1")]
+    shipment_failure_rate: f64,
+    /// Per-attempt timeout of each saga step (orchestration).
+    #[arg(long, default_value_t = 2_000, value_name = "MS")]
+    step_timeout_ms: u64,
+    /// Print each saga event as the orchestrator records it.
+    #[arg(long)]
+    trace_sagas: bool,
+    /// The run id (orchestration; a run given the same id, folder and
+    /// seed resumes the sagas of the first).
+    #[arg(long, hide = true)]
+    run: Option<String>,
+    /// Test support: stop right after recording the first saga event that
+    /// matches `<Type>:<step>:<do|undo>` (`*` for any), to be killed.
+    #[arg(long, hide = true)]
+    pause_after: Option<String>,
+}
+
+/// How the shop's services coordinate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Style {
+    /// Services react to each other's events; no coordinator.
+    Choreography,
+    /// A saga orchestrator drives each order.
+    Orchestration,
 }
 
 #[derive(Debug, Args)]
@@ -192,8 +224,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn shop_command(args: ShopArgs) -> Result<()> {
     // A run id of the clock's milliseconds, base 36: short, and new each
     // run, so that runs sharing a folder or a server are told apart.
-    let run = radix36(now_ms() as u64 % 36u64.pow(6));
+    let run = args
+        .run
+        .clone()
+        .unwrap_or_else(|| radix36(now_ms() as u64 % 36u64.pow(6)));
     let mut config = args.failures.config(run)?;
+    if args.style == Style::Orchestration {
+        config.orders = args.orders;
+        return orchestration(&args, config);
+    }
     config.orders = args.orders;
     config.rate = args.rate;
     config.deadline = Duration::from_secs(args.deadline_s);
@@ -261,6 +300,62 @@ fn shop_command(args: ShopArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--style orchestration`: every order a saga, on the embedded bus in
+/// `--dir` (or against `--server`), orchestrator and participants in this
+/// process.
+fn orchestration(args: &ShopArgs, shop: shop::ShopConfig) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.shipment_failure_rate) {
+        bail!(super::exit::Usage(format!(
+            "--shipment-failure-rate {} is not a share between 0 and 1",
+            args.shipment_failure_rate
+        )));
+    }
+    if args.step_timeout_ms == 0 || args.step_timeout_ms > 600_000 {
+        bail!(super::exit::Usage(
+            "--step-timeout-ms must be within 1..=600000".into()
+        ));
+    }
+    let run = saga::SagaRun {
+        shop,
+        shipment_failure_rate: args.shipment_failure_rate,
+        step_timeout_ms: args.step_timeout_ms,
+        pause_after: args.pause_after.clone(),
+        trace: args.trace_sagas,
+    };
+    println!(
+        "eddy demo shop --style orchestration: {} orders as sagas (reserve inventory → process payment → \
+         create shipment → send notification), seed {} (run {})",
+        run.shop.orders, run.shop.seed, run.shop.run
+    );
+    let deadline = Duration::from_secs(args.deadline_s);
+    let report = match &args.server {
+        None => {
+            println!(
+                "orchestrator and services in this process, on the embedded bus and event store in {}",
+                args.dir.display()
+            );
+            runtime()?.block_on(async {
+                let bus = Broker::open(args.dir.join("bus"), BrokerConfig::default())
+                    .with_context(|| format!("open the embedded bus in {}", args.dir.display()))?;
+                let report =
+                    saga::run_on(&bus, run.clone(), &args.dir.join("services"), deadline).await;
+                bus.close().context("close the embedded bus")?;
+                report
+            })?
+        }
+        Some(_) => bail!(super::exit::Usage(
+            "--style orchestration runs on the embedded bus (--dir) for now".into()
+        )),
+    };
+    print!("{}", saga::render(&report, &run));
+    println!(
+        "see one saga: eddy saga show o-{}-0 --dir {}",
+        run.shop.run,
+        args.dir.display()
+    );
+    saga::verdict(&report)
 }
 
 fn radix36(mut n: u64) -> String {
