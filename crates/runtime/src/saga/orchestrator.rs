@@ -41,6 +41,10 @@ pub struct OrchestratorConfig {
     pub source: String,
     /// Partitions of the command and reply topics it creates.
     pub partitions: u32,
+    /// The lease of a reply it fetched: after a crash, a reply the dead
+    /// orchestrator held comes back to the new one this much later. Keep
+    /// steps' timeouts above it, so that such a reply beats the timeout.
+    pub reply_ack_wait_ms: u64,
 }
 
 impl Default for OrchestratorConfig {
@@ -51,6 +55,7 @@ impl Default for OrchestratorConfig {
             fetch_max: 256,
             source: "saga-orchestrator".into(),
             partitions: 4,
+            reply_ack_wait_ms: 2_000,
         }
     }
 }
@@ -219,7 +224,8 @@ impl<B: Bus + EventStore + Clone> Orchestrator<B> {
         }
         let sub = SubscriptionConfig::new(&replies_topic)
             .start_at(StartAt::Earliest)
-            .mode(DeliveryMode::Shared);
+            .mode(DeliveryMode::Shared)
+            .ack_wait_ms(self.config.reply_ack_wait_ms);
         match self
             .bus
             .create_subscription(&self.config.subscription, sub)

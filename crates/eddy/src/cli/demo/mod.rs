@@ -99,8 +99,10 @@ struct ShopArgs {
     /// Share of shipments that fail (orchestration).
     #[arg(long, default_value_t = 0.1, value_name = "0..1")]
     shipment_failure_rate: f64,
-    /// Per-attempt timeout of each saga step (orchestration).
-    #[arg(long, default_value_t = 2_000, value_name = "MS")]
+    /// Per-attempt timeout of each saga step (orchestration); above the
+    /// 2 s lease of commands and replies, so that after a crash what the
+    /// dead process held comes back before the step times out.
+    #[arg(long, default_value_t = 5_000, value_name = "MS")]
     step_timeout_ms: u64,
     /// Print each saga event as the orchestrator records it.
     #[arg(long)]

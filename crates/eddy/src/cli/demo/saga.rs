@@ -34,6 +34,8 @@ use super::shop::{Order, ShopConfig, chance, order_of};
 pub const DEFINITION: &str = "order-fulfilment";
 /// Where participants reply.
 pub const REPLIES: &str = "shop.saga-replies";
+/// The lease of a command a participant fetched.
+const COMMAND_ACK_WAIT_MS: u64 = 2_000;
 /// The participants, in step order.
 pub const PARTICIPANTS: [&str; 4] = ["inventory", "payment", "shipping", "notification"];
 /// The steps' names, in order.
@@ -212,9 +214,13 @@ pub async fn setup<B: Bus>(bus: &B) -> Result<(), BusError> {
                 .map(|_| ()),
             bus.create_subscription(
                 &format!("{p}-commands"),
+                // Ordered per saga (the key): a compensation never
+                // overtakes its action. A short lease: after a crash, the
+                // commands the dead process held come back within it.
                 eddy_bus::SubscriptionConfig::new(&topic)
                     .start_at(eddy_bus::StartAt::Earliest)
-                    .mode(eddy_bus::DeliveryMode::Ordered),
+                    .mode(eddy_bus::DeliveryMode::Ordered)
+                    .ack_wait_ms(COMMAND_ACK_WAIT_MS),
             )
             .await
             .map(|_| ()),
