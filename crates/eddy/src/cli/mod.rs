@@ -35,6 +35,7 @@ mod output;
 mod parse;
 mod publish;
 mod read;
+mod saga;
 mod serve;
 mod stats;
 mod sub;
@@ -86,6 +87,8 @@ enum Command {
     /// Counters of topics and subscriptions: published, lag, in flight,
     /// dead letters.
     Stats(stats::StatsArgs),
+    /// The sagas an orchestrator runs: list them, show one's history.
+    Saga(saga::SagaArgs),
     /// Draw one business transaction's flow (a correlation id) from the
     /// bus as a Mermaid sequence diagram.
     Trace(trace::TraceArgs),
@@ -108,6 +111,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sub(args) => sub::run(args),
         Command::Dlq(args) => dlq::run(args),
         Command::Stats(args) => stats::run(args),
+        Command::Saga(args) => saga::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Log(args) => log::run(args),
         Command::Bench(args) => bench::run(args),

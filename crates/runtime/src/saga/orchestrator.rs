@@ -333,6 +333,7 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
         check_stream_name(&stream)?;
         let started = SagaEvent::SagaStarted {
             definition: def.name.clone(),
+            steps: def.steps.iter().map(|s| s.name.clone()).collect(),
             data: data.clone(),
         };
         let event = to_event(&stream, 0, &started)?;
@@ -542,7 +543,10 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
                         continue;
                     }
                 };
-                if let SagaEvent::SagaStarted { definition, data } = &event {
+                if let SagaEvent::SagaStarted {
+                    definition, data, ..
+                } = &event
+                {
                     match self.defs.get(definition) {
                         Some(def) => {
                             found.insert(

@@ -43,6 +43,9 @@ pub enum SagaEvent {
     SagaStarted {
         /// The definition it runs.
         definition: String,
+        /// The names of its steps, in order (for reading the history).
+        #[serde(default)]
+        steps: Vec<String>,
         /// The data given at the start.
         data: serde_json::Value,
     },

@@ -188,3 +188,73 @@ async fn with_every_failure_injected_each_order_ends_final_as_the_seed_decides()
         assert_eq!(states.last().map(|s| s.1), Some("closed"), "{ctx}");
     }
 }
+
+// ---- orchestration: each branch of the seed's saga ----
+
+async fn saga_run(
+    payment_failure_rate: f64,
+    shipment_failure_rate: f64,
+    out_of_stock_rate: f64,
+) -> super::saga::SagaSummaryReport {
+    let dir = tempfile::tempdir().unwrap();
+    let bus =
+        eddy_broker::Broker::open(dir.path().join("bus"), eddy_broker::BrokerConfig::default())
+            .unwrap();
+    let run = super::saga::SagaRun {
+        shop: ShopConfig {
+            payment_failure_rate,
+            out_of_stock_rate,
+            ..quiet(8, 3)
+        },
+        shipment_failure_rate,
+        step_timeout_ms: 5_000,
+        pause_after: None,
+        trace: false,
+    };
+    let report = super::saga::run_on(
+        &bus,
+        run,
+        &dir.path().join("services"),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    bus.close().unwrap();
+    assert!(report.unfinished.is_empty(), "{report:?}");
+    assert!(report.ledger_mismatches.is_empty(), "{report:?}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_every_order_completes_when_nothing_fails() {
+    let report = saga_run(0.0, 0.0, 0.0).await;
+    assert_eq!(report.completed, 8);
+    assert!(report.compensations.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_a_declined_payment_releases_the_inventory() {
+    let report = saga_run(1.0, 0.0, 0.0).await;
+    assert_eq!(report.completed, 0);
+    assert_eq!(report.compensated_by_step.get("process-payment"), Some(&8));
+    assert_eq!(report.compensations.get("inventory"), Some(&8));
+    assert_eq!(report.compensations.get("payment"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_a_failed_shipment_refunds_then_releases() {
+    let report = saga_run(0.0, 1.0, 0.0).await;
+    assert_eq!(report.compensated_by_step.get("create-shipment"), Some(&8));
+    assert_eq!(report.compensations.get("payment"), Some(&8));
+    assert_eq!(report.compensations.get("inventory"), Some(&8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_out_of_stock_undoes_nothing() {
+    let report = saga_run(0.0, 0.0, 1.0).await;
+    assert_eq!(
+        report.compensated_by_step.get("reserve-inventory"),
+        Some(&8)
+    );
+    assert!(report.compensations.is_empty());
+}
