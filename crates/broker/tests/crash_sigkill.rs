@@ -5,6 +5,9 @@
 //! no acknowledged publish is missing or moved, no confirmed ack is
 //! forgotten (the event is never delivered again), and every confirmed
 //! nack's retry is still scheduled — not delivered early, not forgotten.
+//! The child also appends to event-store streams with exact expected
+//! versions: every confirmed append is there at its versions, and no
+//! stream has a gap or a partial append.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -13,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use eddy_broker::{Broker, BrokerConfig, Clock, ManualClock, SystemClock};
-use eddy_bus::{Bus, Event, FetchOptions, Partition, ReadFrom};
+use eddy_bus::{Bus, Direction, Event, EventStore, FetchOptions, Partition, ReadFrom, StreamFrom};
 
 const CYCLES: u64 = 8;
 
@@ -23,6 +26,8 @@ struct Confirmed {
     published: BTreeMap<String, (u32, u64)>,
     acked: BTreeSet<String>,
     nacked: BTreeSet<String>,
+    /// Confirmed appends: stream → version → event id.
+    appended: BTreeMap<String, BTreeMap<u64, String>>,
 }
 
 /// A small deterministic generator, seeded per run and printed on failure.
@@ -71,6 +76,18 @@ fn run_child_and_kill(dir: &Path, cycle: u64, kill_after: u64, confirmed: &mut C
             ["N", id] => {
                 confirmed.nacked.insert(id.to_string());
             }
+            ["S", stream, first, ids @ ..] => {
+                let first: u64 = first.parse().unwrap();
+                let at = confirmed.appended.entry(stream.to_string()).or_default();
+                for (i, id) in ids.iter().enumerate() {
+                    let prev = at.insert(first + i as u64, id.to_string());
+                    assert!(
+                        prev.is_none(),
+                        "{stream} version {} confirmed twice",
+                        first + i as u64
+                    );
+                }
+            }
             _ => panic!("unexpected child output: {line:?}"),
         }
         lines += 1;
@@ -115,6 +132,48 @@ async fn check(dir: &Path, confirmed: &Confirmed, seed: u64) {
     };
     let bus = Broker::open_with_clock(dir, config, clock.clone())
         .unwrap_or_else(|e| panic!("seed {seed}: reopen after SIGKILL: {e}"));
+
+    // Every confirmed append is in its stream at its versions; every
+    // stream's events are numbered without a gap, and each append is whole
+    // (its events' ids are the child's, `s<cycle>-<appender>-<n>-<i>`,
+    // with every i of one n present).
+    for (stream, confirmed_versions) in &confirmed.appended {
+        let slice = bus
+            .read_stream(stream, StreamFrom::Start, Direction::Forward, 10_000)
+            .await
+            .unwrap();
+        let stored: BTreeMap<u64, String> = slice
+            .events
+            .iter()
+            .map(|e| (e.version, e.event.id.clone()))
+            .collect();
+        for (v, e) in slice.events.iter().enumerate() {
+            assert_eq!(e.version, v as u64, "seed {seed}: {stream} has a gap");
+        }
+        for (v, id) in confirmed_versions {
+            assert_eq!(
+                stored.get(v),
+                Some(id),
+                "seed {seed}: {stream} lost version {v}"
+            );
+        }
+        let mut appends: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for id in stored.values() {
+            let (append, i) = id.rsplit_once('-').unwrap();
+            appends
+                .entry(append.to_string())
+                .or_default()
+                .push(i.parse().unwrap());
+        }
+        for (append, is) in appends {
+            let n: u64 = append.rsplit_once('-').unwrap().1.parse().unwrap();
+            let whole: Vec<u64> = (0..n % 3 + 1).collect();
+            assert_eq!(
+                is, whole,
+                "seed {seed}: append {append} of {stream} is partial"
+            );
+        }
+    }
 
     // Every acknowledged publish is stored, at the place it was acknowledged at.
     let mut stored: HashMap<String, (u32, u64)> = HashMap::new();
@@ -209,11 +268,13 @@ async fn confirmed_publishes_acks_and_retries_survive_sigkill() {
         check(&copy, &confirmed, seed).await;
         std::fs::remove_dir_all(&copy).unwrap();
     }
+    let appended: usize = confirmed.appended.values().map(BTreeMap::len).sum();
     eprintln!(
-        "confirmed: {} publishes, {} acks, {} nacks",
+        "confirmed: {} publishes, {} acks, {} nacks, {appended} appended events",
         confirmed.published.len(),
         confirmed.acked.len(),
         confirmed.nacked.len()
     );
     assert!(!confirmed.acked.is_empty() && !confirmed.nacked.is_empty());
+    assert!(appended > 0, "the children appended to the event store");
 }

@@ -6,15 +6,17 @@
 //! has returned:
 //! - `P <event id> <partition> <offset>` for a confirmed publish,
 //! - `A <event id>` for a confirmed ack,
-//! - `N <event id>` for a confirmed nack with a one-hour delay.
+//! - `N <event id>` for a confirmed nack with a one-hour delay,
+//! - `S <stream> <first version> <event id>…` for a confirmed event-store
+//!   append (with the exact expected version) of those events.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use eddy_broker::{Broker, BrokerConfig};
 use eddy_bus::{
-    Backoff, Bus, BusError, Event, FetchOptions, NackOptions, RetryPolicy, StartAt,
-    SubscriptionConfig, TopicConfig,
+    Backoff, Bus, BusError, Event, EventStore, ExpectedVersion, FetchOptions, NackOptions,
+    RetryPolicy, StartAt, SubscriptionConfig, TopicConfig,
 };
 
 /// Whether the child nacks (rather than acks) this event.
@@ -120,8 +122,43 @@ async fn main() -> Result<(), BusError> {
             Ok::<(), BusError>(())
         })
     };
+    // Appenders: each owns some streams and appends 1..=3 events at a
+    // time with the exact version it knows (read back at start).
+    let mut appenders = Vec::new();
+    for a in 0..3u64 {
+        let (bus, out, cycle) = (bus.clone(), Arc::clone(&out), cycle.clone());
+        appenders.push(tokio::spawn(async move {
+            let streams: Vec<String> = (0..4).map(|s| format!("acct-{a}x{s}")).collect();
+            let mut versions = Vec::new();
+            for s in &streams {
+                versions.push(bus.stream_info(s).await?.last_version);
+            }
+            for n in 0u64.. {
+                let k = (n % streams.len() as u64) as usize;
+                let events: Vec<Event> = (0..n % 3 + 1)
+                    .map(|i| {
+                        Event::new("Deposited", format!("{n}/{i}"))
+                            .with_id(format!("s{cycle}-{a}-{n}-{i}"))
+                    })
+                    .collect();
+                let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+                let expected =
+                    versions[k].map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                let r = bus.append(&streams[k], expected, events).await?;
+                versions[k] = Some(r.last_version);
+                say(
+                    &out,
+                    format!("S {} {} {}\n", streams[k], r.first_version, ids.join(" ")),
+                );
+            }
+            Ok::<(), BusError>(())
+        }));
+    }
     let (p, c) = tokio::join!(publisher, consumer);
     p.map_err(|e| BusError::Storage(e.to_string()))??;
     c.map_err(|e| BusError::Storage(e.to_string()))??;
+    for a in appenders {
+        a.await.map_err(|e| BusError::Storage(e.to_string()))??;
+    }
     Ok(())
 }
