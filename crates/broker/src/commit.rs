@@ -208,8 +208,7 @@ mod tests {
         // the one before, so n fsyncs take at least (n - loops) windows,
         // however fast the disk.
         let window = Duration::from_millis(20);
-        let (fsyncs, ran, loops) =
-            commits_under_steady_writes(window, Duration::from_millis(200));
+        let (fsyncs, ran, loops) = commits_under_steady_writes(window, Duration::from_millis(200));
         let windows = (ran.as_micros() / window.as_micros()) as u64;
         assert!(fsyncs >= 2, "the loop kept up with the writes: {fsyncs}");
         assert!(
