@@ -86,6 +86,10 @@ fn saga_list_and_show_read_a_runs_sagas() {
         );
     }
 
+    let over = eddy(&["saga", "cancel", id, "--dir", d]);
+    assert!(over.status.success());
+    assert!(String::from_utf8_lossy(&over.stdout).contains("nothing to do"));
+
     let missing = eddy(&["saga", "show", "nope", "--dir", d]);
     assert_eq!(missing.status.code(), Some(3), "not found");
 }

@@ -500,3 +500,66 @@ async fn a_new_orchestrator_resumes_unfinished_sagas() {
         t.abort();
     }
 }
+
+/// A cancel written to the saga's stream by someone else (the CLI) is
+/// taken in at the saga's next transition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_the_store_is_taken_in_at_the_next_transition() {
+    let hold = Arc::new(Mutex::new(true));
+    let held = Arc::clone(&hold);
+    let rule: Rule = Arc::new(move |cmd, _| {
+        if cmd.step == "pay" && cmd.phase == Phase::Do && *held.lock().unwrap() {
+            Act::Ignore
+        } else {
+            Act::Succeed
+        }
+    });
+    let w = world(rule).await;
+    let o = orchestrator(&w).await;
+    o.start_saga("shop", "order-e", serde_json::json!({}))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while o
+        .state("order-e")
+        .await
+        .and_then(|s| s.awaiting)
+        .is_none_or(|a| a.step != 1)
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        eddy_runtime::saga::request_cancel(&w.bus, "order-e", "by an operator")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !eddy_runtime::saga::request_cancel(&w.bus, "order-e", "twice")
+            .await
+            .unwrap()
+    );
+    *hold.lock().unwrap() = false;
+    // The payment's deadline passes: the orchestrator finds the cancel.
+    w.clock.advance_ms(1_001);
+    assert_eq!(settle(&w).await.get("order-e"), Some(&Status::Compensated));
+    assert_eq!(
+        w.people.effects_of("order-e"),
+        [
+            "order-e.reserve.do",
+            "order-e.pay.undo",
+            "order-e.reserve.undo"
+        ]
+    );
+    let sagas = list_sagas(&w.bus).await.unwrap();
+    assert_eq!(
+        sagas[0].reason.as_deref(),
+        Some("cancelled: by an operator")
+    );
+    let missing = eddy_runtime::saga::request_cancel(&w.bus, "order-none", "x").await;
+    assert!(matches!(
+        missing,
+        Err(eddy_bus::BusError::StreamNotFound(_))
+    ));
+    o.stop().await;
+}

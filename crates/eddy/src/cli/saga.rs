@@ -27,6 +27,21 @@ enum Verb {
     List(ListArgs),
     /// One saga's history: every step sent, its outcome, compensations.
     Show(ShowArgs),
+    /// Ask for a saga to be undone: its orchestrator takes it in at the
+    /// saga's next step, lets the step in flight finish, and compensates
+    /// what was done, in reverse.
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+struct CancelArgs {
+    /// The saga's id.
+    id: String,
+    /// Why (kept in its history).
+    #[arg(long, default_value = "cancelled from the command line")]
+    reason: String,
+    #[command(flatten)]
+    place: Where,
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +94,7 @@ pub fn run(args: SagaArgs) -> Result<()> {
     let place = match &args.verb {
         Verb::List(a) => &a.place,
         Verb::Show(a) => &a.place,
+        Verb::Cancel(a) => &a.place,
     };
     let text = match &place.dir {
         Some(dir) => {
@@ -115,6 +131,19 @@ pub fn run(args: SagaArgs) -> Result<()> {
 
 async fn render<S: EventStore>(store: &S, verb: &Verb) -> Result<String> {
     match verb {
+        Verb::Cancel(a) => Ok(
+            if eddy_runtime::saga::request_cancel(store, &a.id, &a.reason).await? {
+                format!(
+                    "cancel requested for saga {}: its orchestrator compensates it at its next step\n",
+                    a.id
+                )
+            } else {
+                format!(
+                    "saga {} is over or being cancelled already: nothing to do\n",
+                    a.id
+                )
+            },
+        ),
         Verb::List(a) => {
             let mut sagas = list_sagas(store).await?;
             if let Some(s) = a.status {

@@ -306,6 +306,52 @@ pub async fn list_sagas<S: EventStore>(store: &S) -> Result<Vec<SagaSummary>, Bu
     }
 }
 
+/// Asks, through the store, for saga `id` to be cancelled: appends
+/// `CancelRequested` to its stream. The orchestrator running it takes it
+/// in at the saga's next transition (a reply or a deadline), lets the step
+/// in flight finish, and compensates. `false` if the saga is over (or was
+/// cancelled already); `StreamNotFound` if there is no such saga.
+pub async fn request_cancel<S: EventStore>(
+    store: &S,
+    id: &str,
+    reason: &str,
+) -> Result<bool, BusError> {
+    let history = saga_history(store, id).await?;
+    let mut last = None;
+    for (e, event) in &history {
+        last = Some(e.version);
+        if matches!(
+            event,
+            SagaEvent::SagaCompleted
+                | SagaEvent::SagaCompensated { .. }
+                | SagaEvent::CancelRequested { .. }
+        ) {
+            return Ok(false);
+        }
+    }
+    let expected = last.map_or(
+        eddy_bus::ExpectedVersion::NoStream,
+        eddy_bus::ExpectedVersion::Exact,
+    );
+    let event = SagaEvent::CancelRequested {
+        reason: reason.to_string(),
+    };
+    let data = serde_json::to_vec(&event).map_err(|e| BusError::InvalidArgument {
+        what: "reason",
+        reason: e.to_string(),
+    })?;
+    let mut stored = Event::new(event.type_name(), data).with_source("eddy-saga-cancel");
+    stored.data_content_type = Some("application/json".into());
+    match store.append(&saga_stream(id), expected, vec![stored]).await {
+        Ok(_) => Ok(true),
+        // It moved on meanwhile: look again.
+        Err(BusError::WrongExpectedVersion { .. }) => {
+            Box::pin(request_cancel(store, id, reason)).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// One saga's history: its events in order; `StreamNotFound` if none.
 pub async fn saga_history<S: EventStore>(
     store: &S,

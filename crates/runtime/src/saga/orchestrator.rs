@@ -670,44 +670,51 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
             return Ok(());
         };
         let mut active = cell.lock().await;
-        let Some(awaiting) = active.state.awaiting else {
-            self.stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        if active.def.steps[awaiting.step].name != step || awaiting.phase != phase {
-            self.stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
         let body: serde_json::Value = serde_json::from_slice(&reply.data).unwrap_or_default();
-        let outcome = match (reply.ty.as_str(), phase) {
-            (STEP_SUCCEEDED_TYPE, _) => SagaEvent::StepSucceeded {
-                step: awaiting.step,
-                phase,
-                result: body.get("result").cloned().unwrap_or_default(),
-            },
-            (STEP_FAILED_TYPE, Phase::Do) => SagaEvent::StepFailed {
-                step: awaiting.step,
-                reason: body
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("no reason given")
-                    .to_string(),
-            },
-            // A compensation must succeed: a refusal waits for the
-            // deadline, and the compensation is sent again.
-            _ => {
+        // Someone else may have written to the saga's stream (a cancel):
+        // the reload that a conflict makes decides again.
+        for _ in 0..10 {
+            let Some(awaiting) = active.state.awaiting else {
+                self.stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            };
+            if active.def.steps[awaiting.step].name != step || awaiting.phase != phase {
                 self.stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-        };
-        match self.record(&mut active, outcome).await {
-            Ok(()) => {}
-            // Someone else wrote: the reloaded saga decides.
-            Err(BusError::WrongExpectedVersion { .. }) => {}
-            Err(e) => return Err(e),
+            let outcome = match (reply.ty.as_str(), phase) {
+                (STEP_SUCCEEDED_TYPE, _) => SagaEvent::StepSucceeded {
+                    step: awaiting.step,
+                    phase,
+                    result: body.get("result").cloned().unwrap_or_default(),
+                },
+                (STEP_FAILED_TYPE, Phase::Do) => SagaEvent::StepFailed {
+                    step: awaiting.step,
+                    reason: body
+                        .get("reason")
+                        .and_then(|r| r.as_str())
+                        .unwrap_or("no reason given")
+                        .to_string(),
+                },
+                // A compensation must succeed: a refusal waits for the
+                // deadline, and the compensation is sent again.
+                _ => {
+                    self.stats.replies_ignored.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            };
+            match self.record(&mut active, outcome).await {
+                Ok(()) => {
+                    self.stats.replies.fetch_add(1, Ordering::Relaxed);
+                    return self.advance(&mut active).await;
+                }
+                Err(BusError::WrongExpectedVersion { .. }) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        self.stats.replies.fetch_add(1, Ordering::Relaxed);
-        self.advance(&mut active).await
+        Err(BusError::Storage(format!(
+            "saga {id} kept changing under its orchestrator"
+        )))
     }
 
     async fn deadline_loop(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
