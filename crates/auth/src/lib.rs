@@ -10,6 +10,11 @@
 //!   serves the client on a [`Guarded`] bus that checks every call against
 //!   the token's grants, or refuses with `Unauthenticated` (6001).
 //!
+//! The event store is guarded through the same grants: a stream is the
+//! bus topic its events are published to, `es.<category>`; streams without
+//! one (system streams, names without a category) need a grant covering
+//! `es.>` ([`Guarded`] has the whole rule).
+//!
 //! It is **not** a transport: it never sees a socket or a header, only
 //! the token text; and it keeps no secret — a server's configuration holds
 //! only hashes, so reading it does not reveal a token. Limits: at most
@@ -33,6 +38,7 @@
 
 mod grant;
 mod guard;
+mod store;
 mod token;
 
 use std::collections::{HashMap, HashSet};
