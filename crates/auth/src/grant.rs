@@ -5,7 +5,10 @@ use std::fmt;
 use eddy_bus::BusError;
 use eddy_bus::name::Pattern;
 
-/// What a grant allows on the topics its pattern matches.
+/// What a grant allows on the topics its pattern matches. The event
+/// store's streams are guarded as the topics their events go to,
+/// `es.<category>` (see [`Guarded`](crate::Guarded)): `publish` appends,
+/// `subscribe` reads, `admin` changes a stream's settings and deletes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Permission {
     /// Publish to the topics.

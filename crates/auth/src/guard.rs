@@ -47,9 +47,21 @@ impl Holder {
 /// subscription may be deleted and created again with another filter, each
 /// fetched delivery is checked too, and one outside the grants is given
 /// back (nack with no delay: it counts as an attempt), the memory dropped, and the fetch refused.
+///
+/// As an [`EventStore`](eddy_bus::EventStore) (when `B` is one), a stream is
+/// guarded as the bus topic its events are published to, `es.<category>`:
+/// appending needs `publish` on it, reading it (`read_stream`,
+/// `stream_info`) `subscribe`, and its settings and deletion `admin`. A
+/// stream that has no such topic — no category (`orders`), or a system
+/// stream (`$snap-order-1`) — needs the permission on every store topic:
+/// a grant covering `es.>` (`es.>` itself, or `>`). A `read_all` with
+/// `Category(c)` needs `subscribe` on `es.<c>`; with any other filter it
+/// may return events of any stream, so it needs `subscribe` covering
+/// `es.>`. Names are checked before permissions, so a bad name is an
+/// `InvalidName` whoever asks; a refused call never reaches the store.
 #[derive(Debug)]
 pub struct Guarded<B> {
-    bus: B,
+    pub(crate) bus: B,
     who: Arc<Holder>,
 }
 
@@ -62,14 +74,16 @@ impl<B: Clone> Clone for Guarded<B> {
     }
 }
 
-impl<B: Bus> Guarded<B> {
-    pub(crate) fn new(bus: B, who: Arc<Holder>) -> Guarded<B> {
-        Guarded { bus, who }
-    }
-
+impl<B> Guarded<B> {
     /// Who this bus serves.
     pub fn principal(&self) -> &Principal {
         &self.who.principal
+    }
+}
+
+impl<B: Bus> Guarded<B> {
+    pub(crate) fn new(bus: B, who: Arc<Holder>) -> Guarded<B> {
+        Guarded { bus, who }
     }
 
     /// The filter of subscription `name`, remembered or looked up.

@@ -10,6 +10,11 @@
 //!   serves the client on a [`Guarded`] bus that checks every call against
 //!   the token's grants, or refuses with `Unauthenticated` (6001).
 //!
+//! The event store is guarded through the same grants: a stream is the
+//! bus topic its events are published to, `es.<category>`; streams without
+//! one (system streams, names without a category) need a grant covering
+//! `es.>` ([`Guarded`] has the whole rule).
+//!
 //! It is **not** a transport: it never sees a socket or a header, only
 //! the token text; and it keeps no secret — a server's configuration holds
 //! only hashes, so reading it does not reveal a token. Limits: at most
@@ -19,7 +24,7 @@
 //! ```
 //! use eddy_auth::{Access, Grant, Permission, TokenHash, Tokens};
 //!
-//! # fn demo<B: eddy_bus::Bus + Clone + Sync>(bus: B) -> Result<(), eddy_bus::BusError> {
+//! # fn demo<B: eddy_bus::Bus + eddy_bus::EventStore + Clone>(bus: B) -> Result<(), eddy_bus::BusError> {
 //! let token = eddy_auth::generate_token()?;
 //! let tokens = Tokens::new(bus).with(
 //!     "orders-service",
@@ -33,12 +38,13 @@
 
 mod grant;
 mod guard;
+mod store;
 mod token;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use eddy_bus::{Bus, BusError};
+use eddy_bus::{Bus, BusError, EventStore};
 use serde::Deserialize;
 
 pub use grant::{Grant, Permission, Principal};
@@ -54,9 +60,10 @@ pub const GRANTS_MAX: usize = 256;
 
 /// Decides which bus a client is served on, from the token it presented.
 pub trait Access: Send + Sync + 'static {
-    /// The bus a client is served on: the bus itself, or the bus behind a
-    /// guard that checks each call against the client's permissions.
-    type Bus: Bus + Clone + Send + Sync + 'static;
+    /// The bus a client is served on — the bus and its event store —:
+    /// the bus itself, or the bus behind a guard that checks each call
+    /// against the client's permissions.
+    type Bus: Bus + EventStore + Clone + Send + Sync + 'static;
 
     /// The bus to serve a client that presented `token` (`None`: no
     /// token) on, or `Unauthenticated` (6001) if the token is wrong or
@@ -68,7 +75,7 @@ pub trait Access: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct Open<B>(pub B);
 
-impl<B: Bus + Clone + Send + Sync + 'static> Access for Open<B> {
+impl<B: Bus + EventStore + Clone + Send + Sync + 'static> Access for Open<B> {
     type Bus = B;
 
     fn bus_for(&self, _token: Option<&str>) -> Result<B, BusError> {
@@ -220,7 +227,7 @@ impl<B> Tokens<B> {
     }
 }
 
-impl<B: Bus + Clone + Send + Sync + 'static> Access for Tokens<B> {
+impl<B: Bus + EventStore + Clone + Send + Sync + 'static> Access for Tokens<B> {
     type Bus = Guarded<B>;
 
     fn bus_for(&self, token: Option<&str>) -> Result<Guarded<B>, BusError> {

@@ -1,10 +1,11 @@
-//! Runs the `Bus` conformance suite against the embedded engine, with a
-//! manual clock and the background timer off, each case on a fresh folder.
+//! Runs the `Bus` and `EventStore` conformance suites against the embedded
+//! engine, with a manual clock and the background timer off, each case on
+//! a fresh folder.
 
 use std::sync::Arc;
 
 use eddy_broker::{Broker, BrokerConfig, Clock, ManualClock};
-use eddy_bus_conformance::{Harness, bus_conformance_tests};
+use eddy_bus_conformance::{Harness, bus_conformance_tests, store_conformance_tests};
 use tempfile::TempDir;
 
 struct Embedded;
@@ -47,3 +48,4 @@ impl Harness for Embedded {
 }
 
 bus_conformance_tests!(Embedded);
+store_conformance_tests!(Embedded);

@@ -736,3 +736,50 @@ async fn appended_events_are_published_to_the_bus() {
     assert!(!topics.iter().any(|t| t.contains("snap")), "{topics:?}");
     bus.close().unwrap();
 }
+
+/// A stream of large events reads in slices of about
+/// `READ_RESULT_BYTES_MAX` whatever `max` asks, each saying where to go
+/// on, forward and backward; paging yields every event once.
+#[tokio::test]
+async fn a_read_of_large_events_is_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let big = |i: u64| Event::new("Blob", vec![b'a' + (i % 26) as u8; 1_000_000]);
+    for chunk in 0..5 {
+        let events = (0..4).map(|i| big(chunk * 4 + i)).collect();
+        store
+            .append("blob-1", ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+    let limit = eddy_broker::READ_RESULT_BYTES_MAX;
+    for direction in [Direction::Forward, Direction::Backward] {
+        let mut from = StreamFrom::Start;
+        let mut seen = Vec::new();
+        let mut slices = 0;
+        loop {
+            let slice = store
+                .read_stream("blob-1", from, direction, 10_000)
+                .await
+                .unwrap();
+            slices += 1;
+            let bytes: usize = slice.events.iter().map(|e| e.event.data.len()).sum();
+            assert!(bytes <= limit + 1_000_000, "{bytes} bytes in one read");
+            assert_eq!(slice.last_version, Some(19));
+            seen.extend(slice.events.iter().map(|e| e.version));
+            match slice.next {
+                Some(v) => from = StreamFrom::Version(v),
+                None => break,
+            }
+        }
+        assert!(
+            slices > 1,
+            "{direction:?}: a bounded read takes several slices"
+        );
+        let mut expected: Vec<u64> = (0..20).collect();
+        if direction == Direction::Backward {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "{direction:?}: every event once, in order");
+    }
+}

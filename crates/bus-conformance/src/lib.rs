@@ -1,6 +1,7 @@
 //! `eddy-bus-conformance`: the one test suite every implementation of
-//! [`eddy_bus::Bus`] passes — the embedded engine now, the network client
-//! and the scale-out backend later.
+//! [`eddy_bus::Bus`] passes — the embedded engine, the network client
+//! (in-process and through a real `eddy serve`), and the scale-out backend
+//! later — and the one every [`eddy_bus::EventStore`] passes.
 //!
 //! An implementation provides a [`Harness`] (how to open a fresh bus, move
 //! its clock, restart it) and expands [`bus_conformance_tests!`] in one of
@@ -13,6 +14,12 @@
 //!
 //! eddy_bus_conformance::bus_conformance_tests!(Embedded);
 //! ```
+//!
+//! A bus that is also an event store expands [`store_conformance_tests!`]
+//! too: its harness is then a [`StoreHarness`] (any [`Harness`] whose bus
+//! is an `EventStore` is one), and the cases cover the store's contract —
+//! expected versions, retried appends, stream and `$all` reads, waiting
+//! reads, catch-up, settings, delete and re-create, restarts.
 //!
 //! The generated tests use `#[::tokio::test]`, so the implementing crate
 //! needs `tokio` (with the `macros` and `rt-multi-thread` features) among
@@ -27,7 +34,7 @@
 
 use std::future::Future;
 
-use eddy_bus::Bus;
+use eddy_bus::{Bus, EventStore};
 
 #[macro_use]
 mod support;
@@ -55,6 +62,12 @@ pub trait Harness: Send + Sync + 'static {
     /// clean restart.
     fn restart(&self, bus: Self::Bus, env: &Self::Env) -> impl Future<Output = Self::Bus> + Send;
 }
+
+/// A harness whose bus is also an [`EventStore`]: what the event-store
+/// cases need. Every such [`Harness`] is one.
+pub trait StoreHarness: Harness<Bus: EventStore> {}
+
+impl<H: Harness<Bus: EventStore>> StoreHarness for H {}
 
 /// Expands to one `#[tokio::test]` per conformance case, each running the
 /// case of [`cases`] with the same name against `$harness` (an expression
@@ -119,6 +132,29 @@ macro_rules! bus_conformance_tests {
     };
 }
 
+/// Expands to one `#[tokio::test]` per event-store conformance case (the
+/// `store_*` cases of [`cases`]), each running against `$harness`, whose
+/// type must be a [`StoreHarness`]. Expand it next to
+/// [`bus_conformance_tests!`], or alone.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($harness:expr) => {
+        $crate::__bus_conformance_cases! {
+            $harness;
+            store_append_checks_the_expected_version,
+            store_retried_append_is_a_duplicate_success,
+            store_event_id_of_another_stream_is_refused,
+            store_read_stream_both_ways_with_next,
+            store_all_filters_and_pages,
+            store_read_all_waits_for_an_append,
+            store_catch_up_reads_history_then_live,
+            store_settings_hide_events_and_delete_numbers_on,
+            store_bad_input_is_refused,
+            store_restart_keeps_streams_ids_and_settings,
+        }
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __bus_conformance_cases {
@@ -142,7 +178,10 @@ mod tests {
         let start = lib
             .find("macro_rules! bus_conformance_tests")
             .expect("the macro");
-        let end = start + lib[start..].find("#[doc(hidden)]").expect("its end");
+        let end = start
+            + lib[start..]
+                .find("macro_rules! store_conformance_tests")
+                .expect("its end");
         let listed = &lib[start..end];
         let sources = [
             include_str!("cases/topics.rs"),
@@ -176,5 +215,30 @@ mod tests {
             count,
             "the macro lists exactly the cases"
         );
+    }
+
+    /// Every case in `cases/store.rs` is listed in
+    /// `store_conformance_tests!`, and nothing else.
+    #[test]
+    fn the_store_macro_lists_every_store_case() {
+        let lib = include_str!("lib.rs");
+        let start = lib
+            .find("macro_rules! store_conformance_tests")
+            .expect("the macro");
+        let end = start + lib[start..].find("#[doc(hidden)]").expect("its end");
+        let listed = &lib[start..end];
+        let mut count = 0;
+        for line in include_str!("cases/store.rs").lines() {
+            let Some(rest) = line.strip_prefix("pub async fn ") else {
+                continue;
+            };
+            let name = rest.split('<').next().expect("a name");
+            assert!(
+                listed.contains(&format!(" {name},")),
+                "case `{name}` is missing from store_conformance_tests!"
+            );
+            count += 1;
+        }
+        assert_eq!(listed.matches(",\n").count(), count);
     }
 }

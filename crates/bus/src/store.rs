@@ -87,7 +87,7 @@ pub struct AppendResult {
 }
 
 /// An event as the store holds it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
     /// Its stream.
     pub stream: String,
@@ -121,7 +121,7 @@ pub enum Direction {
 }
 
 /// Part of a stream.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamSlice {
     /// The events, in the read's direction.
     pub events: Vec<RecordedEvent>,
@@ -160,7 +160,7 @@ impl AllFilter {
 }
 
 /// Part of `$all`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AllSlice {
     /// The events that passed the filter, by position.
     pub events: Vec<RecordedEvent>,

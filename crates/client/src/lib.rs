@@ -1,14 +1,15 @@
 //! `eddy-client`: Eddy's Rust client for the native protocol — the
-//! [`eddy_bus::Bus`] interface, served by a remote `eddy-server` over TCP,
-//! optionally in TLS.
+//! [`eddy_bus::Bus`] and [`eddy_bus::EventStore`] interfaces, served by a
+//! remote `eddy-server` over TCP, optionally in TLS.
 //!
 //! [`Client::connect`] opens a TCP connection, does the TLS handshake if
 //! [`ClientConfig::tls`] is set, then the `Hello` → `Welcome` handshake,
-//! and from then on every `Bus` method sends one request frame
-//! (`eddy-proto`) and waits for its response. Requests are pipelined: many
-//! callers (clones of one [`Client`]) share the connection, each request
-//! gets an id from a counter, and a reader task routes each response to its
-//! caller by id, joining list responses split over several frames (MORE).
+//! and from then on every `Bus` and `EventStore` method sends one request
+//! frame (`eddy-proto`) and waits for its response. Requests are
+//! pipelined: many callers (clones of one [`Client`]) share the
+//! connection, each request gets an id from a counter, and a reader task
+//! routes each response to its caller by id, joining list responses split
+//! over several frames (MORE).
 //! An `Error` frame becomes the [`BusError`] it stands for
 //! (`WireError::to_bus_error`), so a remote bus fails exactly like a local
 //! one.
@@ -83,6 +84,10 @@ use eddy_bus::{
     FetchOptions, NackOptions, Partition, Published, PushOptions, ReadBatch, ReadFrom,
     RedriveTarget, Result, SeekTo, SubscriptionConfig, SubscriptionInfo, SubscriptionStats,
     TopicConfig, TopicInfo, TopicStats,
+};
+use eddy_bus::{
+    AllFilter, AllSlice, AppendResult, Direction, EventStore, ExpectedVersion, StreamFrom,
+    StreamInfo, StreamMetadata, StreamSlice,
 };
 use eddy_proto::{
     Decoded, FRAME_BYTES_CAP, FRAME_BYTES_MIN, Frame, HANDSHAKE_FRAME_BYTES, Hello, Message,
@@ -943,6 +948,95 @@ impl Bus for Client {
         let name = name.to_string();
         match self.call(Request::SubscriptionStats { name }).await? {
             Response::SubscriptionStatsShown(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl EventStore for Client {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<Event>,
+    ) -> Result<AppendResult> {
+        let request = Request::Append {
+            stream: stream.to_string(),
+            expected,
+            events,
+        };
+        match self.call(request).await? {
+            Response::Appended(r) => Ok(r),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max: u32,
+    ) -> Result<StreamSlice> {
+        let request = Request::ReadStream {
+            stream: stream.to_string(),
+            from,
+            direction,
+            max,
+        };
+        match self.call(request).await? {
+            Response::StreamSlice(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A read that waits (`wait_ms`) holds one of the connection's request
+    /// slots until it is answered.
+    async fn read_all(
+        &self,
+        from: u64,
+        filter: AllFilter,
+        max: u32,
+        wait_ms: u64,
+    ) -> Result<AllSlice> {
+        let request = Request::ReadAll {
+            from,
+            filter,
+            max,
+            wait_ms,
+        };
+        match self.call(request).await? {
+            Response::AllSlice(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn stream_info(&self, stream: &str) -> Result<StreamInfo> {
+        let stream = stream.to_string();
+        match self.call(Request::StreamInfo { stream }).await? {
+            Response::StreamInfoShown(i) => Ok(i),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<()> {
+        let stream = stream.to_string();
+        match self
+            .call(Request::SetStreamMetadata { stream, metadata })
+            .await?
+        {
+            Response::MetadataSet => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        let stream = stream.to_string();
+        match self
+            .call(Request::DeleteStream { stream, expected })
+            .await?
+        {
+            Response::StreamDeleted => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

@@ -1,13 +1,13 @@
-//! Runs the `Bus` conformance suite against the network client: each case
-//! gets a fresh broker (manual clock, background timer off) served by an
-//! in-process `eddy-server` on 127.0.0.1 (port 0), and a `Client`
-//! connected to it.
+//! Runs the `Bus` and `EventStore` conformance suites against the network
+//! client: each case gets a fresh broker (manual clock, background timer
+//! off) served by an in-process `eddy-server` on 127.0.0.1 (port 0), and a
+//! `Client` connected to it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eddy_broker::{Broker, BrokerConfig, Clock, ManualClock};
-use eddy_bus_conformance::{Harness, bus_conformance_tests};
+use eddy_bus_conformance::{Harness, bus_conformance_tests, store_conformance_tests};
 use eddy_client::{Client, ClientConfig};
 use eddy_server::{ServerConfig, serve_native};
 use tempfile::TempDir;
@@ -102,3 +102,4 @@ impl Harness for Remote {
 }
 
 bus_conformance_tests!(Remote);
+store_conformance_tests!(Remote);

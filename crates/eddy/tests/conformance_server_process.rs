@@ -1,15 +1,15 @@
-//! Runs the `Bus` conformance suite against the network client talking to
-//! a real `eddy serve` process: each case starts the binary on a fresh
-//! folder (port 0, HTTP off) with its hidden manual clock, which the
-//! harness moves by writing `advance <ms>` to the server's stdin; a
-//! restart is a SIGTERM and a new process on the same folder, its clock
-//! resumed where it stopped.
+//! Runs the `Bus` and `EventStore` conformance suites against the network
+//! client talking to a real `eddy serve` process: each case starts the
+//! binary on a fresh folder (port 0, HTTP off) with its hidden manual
+//! clock, which the harness moves by writing `advance <ms>` to the
+//! server's stdin; a restart is a SIGTERM and a new process on the same
+//! folder, its clock resumed where it stopped.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 
-use eddy_bus_conformance::{Harness, bus_conformance_tests};
+use eddy_bus_conformance::{Harness, bus_conformance_tests, store_conformance_tests};
 use eddy_client::{Client, ClientConfig};
 use tempfile::TempDir;
 
@@ -141,3 +141,4 @@ impl Drop for Env {
 }
 
 bus_conformance_tests!(Process);
+store_conformance_tests!(Process);

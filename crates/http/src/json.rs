@@ -7,14 +7,17 @@
 //! JSON and the bytes parse, otherwise `data_base64`; the extensions `key`,
 //! `correlationid`, `causationid`, `traceparent`; and `headers` as an
 //! object when there are any. A stored event adds `topic`, `partition`,
-//! `offset` and `timestamp` (ms since the epoch). The CLI's `--json` output
-//! uses the same shape, so a read event can be published again as is.
+//! `offset` and `timestamp` (ms since the epoch); an event of the event
+//! store adds `stream`, `version`, `position` and `timestamp`. The CLI's
+//! `--json` output uses the same shapes, so a read event can be published
+//! (or appended) again as is.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use eddy_bus::{AllSlice, AppendResult, RecordedEvent, StreamInfo, StreamMetadata, StreamSlice};
 use eddy_bus::{
     Backoff, DeadLetter, DedupWindow, Delivery, DeliveryMode, Event, PartitionInfo, Published,
     Retention, RetryPolicy, StartAt, StoredEvent, SubscriptionConfig, SubscriptionInfo,
@@ -63,7 +66,8 @@ impl Serialize for Headers {
 /// text, `datacontenttype` `application/json` unless given); `data_base64`
 /// carries bytes instead. `time` is RFC 3339 text or ms since the epoch.
 /// The fields of a stored event (`topic`, `partition`, `offset`,
-/// `timestamp`) are accepted and ignored; any other field is refused.
+/// `timestamp`) and of a recorded one (`stream`, `version`, `position`)
+/// are accepted and ignored; any other field is refused.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct EventInput {
     /// CloudEvents version; "1.0" if given.
@@ -114,10 +118,10 @@ pub enum PublishBody {
     Batch(Vec<EventInput>),
 }
 
-/// An event as stored: its CloudEvents JSON plus where and when the bus
-/// stored it.
+/// An event in its CloudEvents JSON form (what a stored or recorded event
+/// adds its place to).
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct StoredEventJson {
+pub struct EventJson {
     /// Always "1.0".
     pub specversion: String,
     /// The event id.
@@ -162,19 +166,10 @@ pub struct StoredEventJson {
     #[serde(skip_serializing_if = "Headers::is_empty")]
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub headers: Headers,
-    /// The topic it was published to.
-    pub topic: String,
-    /// Its partition.
-    pub partition: u32,
-    /// Its offset in the partition.
-    pub offset: u64,
-    /// When the bus appended it (ms since the epoch).
-    pub timestamp: i64,
 }
 
-impl From<&StoredEvent> for StoredEventJson {
-    fn from(s: &StoredEvent) -> StoredEventJson {
-        let e = &s.event;
+impl From<&Event> for EventJson {
+    fn from(e: &Event) -> EventJson {
         let data = e
             .data_content_type
             .as_deref()
@@ -182,7 +177,7 @@ impl From<&StoredEvent> for StoredEventJson {
             .and_then(|_| serde_json::from_slice::<&RawValue>(&e.data).ok())
             .map(|raw| raw.to_owned());
         let data_base64 = data.is_none().then(|| BASE64.encode(&e.data));
-        StoredEventJson {
+        EventJson {
             specversion: "1.0".into(),
             id: e.id.clone(),
             source: e.source.clone(),
@@ -198,6 +193,31 @@ impl From<&StoredEvent> for StoredEventJson {
             causationid: e.causation_id.clone(),
             traceparent: e.traceparent.clone(),
             headers: Headers(e.headers.clone()),
+        }
+    }
+}
+
+/// An event as stored: its CloudEvents JSON plus where and when the bus
+/// stored it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StoredEventJson {
+    /// The event.
+    #[serde(flatten)]
+    pub event: EventJson,
+    /// The topic it was published to.
+    pub topic: String,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset in the partition.
+    pub offset: u64,
+    /// When the bus appended it (ms since the epoch).
+    pub timestamp: i64,
+}
+
+impl From<&StoredEvent> for StoredEventJson {
+    fn from(s: &StoredEvent) -> StoredEventJson {
+        StoredEventJson {
+            event: EventJson::from(&s.event),
             topic: s.topic.clone(),
             partition: s.partition.0,
             offset: s.offset.0,
@@ -221,6 +241,9 @@ pub(crate) type RawObject = BTreeMap<String, Box<RawValue>>;
 
 /// Attributes every event object may carry, whatever the format.
 const STORED_FIELDS: [&str; 4] = ["topic", "partition", "offset", "timestamp"];
+/// Fields of an event store's recorded event that a plain JSON event may
+/// carry (a CloudEvent's extension attributes of these names are kept).
+const RECORDED_FIELDS: [&str; 3] = ["stream", "version", "position"];
 
 /// Reads one event object.
 pub(crate) fn event_from_object(mut obj: RawObject, format: EventFormat) -> Result<Event, Problem> {
@@ -291,6 +314,11 @@ pub(crate) fn event_from_object(mut obj: RawObject, format: EventFormat) -> Resu
     }
     for field in STORED_FIELDS {
         obj.remove(field);
+    }
+    if !structured {
+        for field in RECORDED_FIELDS {
+            obj.remove(field);
+        }
     }
     for (name, raw) in obj {
         if !structured {
@@ -413,6 +441,164 @@ pub struct ReadResponse {
     pub events: Vec<StoredEventJson>,
     /// The offset to read from next.
     pub next_offset: u64,
+}
+
+// ---------------------------------------------------------- event store
+
+/// An event as the event store holds it: its CloudEvents JSON plus its
+/// stream, version, `$all` position and append time.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RecordedEventJson {
+    /// The event.
+    #[serde(flatten)]
+    pub event: EventJson,
+    /// Its stream.
+    pub stream: String,
+    /// Its number within the stream, from 0.
+    pub version: u64,
+    /// Its position in `$all`.
+    pub position: u64,
+    /// When the store appended it (ms since the epoch).
+    pub timestamp: i64,
+}
+
+impl From<&RecordedEvent> for RecordedEventJson {
+    fn from(r: &RecordedEvent) -> RecordedEventJson {
+        RecordedEventJson {
+            event: EventJson::from(&r.event),
+            stream: r.stream.clone(),
+            version: r.version,
+            position: r.position,
+            timestamp: r.timestamp_ms,
+        }
+    }
+}
+
+/// Where an append put its events.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AppendResponse {
+    /// The version of its first event.
+    pub first_version: u64,
+    /// The version of its last event: the expected version of the next
+    /// append.
+    pub last_version: u64,
+    /// The `$all` position of its last event.
+    pub position: u64,
+    /// `true` if these events (by id) were appended before at these
+    /// versions (a retried append): nothing new was stored.
+    pub duplicate: bool,
+}
+
+impl From<&AppendResult> for AppendResponse {
+    fn from(r: &AppendResult) -> AppendResponse {
+        AppendResponse {
+            first_version: r.first_version,
+            last_version: r.last_version,
+            position: r.position,
+            duplicate: r.duplicate,
+        }
+    }
+}
+
+/// Part of a stream.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamSliceJson {
+    /// The events, in the read's direction.
+    pub events: Vec<RecordedEventJson>,
+    /// The stream's last version; `null` if it does not exist.
+    pub last_version: Option<u64>,
+    /// The version to read from next in the same direction; `null` once
+    /// the read reached the end (or the start, backward).
+    pub next: Option<u64>,
+}
+
+impl From<&StreamSlice> for StreamSliceJson {
+    fn from(s: &StreamSlice) -> StreamSliceJson {
+        StreamSliceJson {
+            events: s.events.iter().map(RecordedEventJson::from).collect(),
+            last_version: s.last_version,
+            next: s.next,
+        }
+    }
+}
+
+/// Part of `$all`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AllSliceJson {
+    /// The events that passed the filter, by position.
+    pub events: Vec<RecordedEventJson>,
+    /// The position to read from next: past everything this read looked
+    /// at.
+    pub next: u64,
+    /// The position after the last event when the read was made.
+    pub head: u64,
+}
+
+impl From<&AllSlice> for AllSliceJson {
+    fn from(s: &AllSlice) -> AllSliceJson {
+        AllSliceJson {
+            events: s.events.iter().map(RecordedEventJson::from).collect(),
+            next: s.next,
+            head: s.head,
+        }
+    }
+}
+
+/// A stream's settings (each `null` or absent: no limit). Events they
+/// hide are no longer read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamMetadataJson {
+    /// Events older than this are no longer read.
+    pub max_age_ms: Option<u64>,
+    /// Only the last this many events are read.
+    pub max_count: Option<u64>,
+    /// Events below this version are no longer read.
+    pub truncate_before: Option<u64>,
+}
+
+impl From<StreamMetadata> for StreamMetadataJson {
+    fn from(m: StreamMetadata) -> Self {
+        StreamMetadataJson {
+            max_age_ms: m.max_age_ms,
+            max_count: m.max_count,
+            truncate_before: m.truncate_before,
+        }
+    }
+}
+
+impl From<StreamMetadataJson> for StreamMetadata {
+    fn from(m: StreamMetadataJson) -> Self {
+        StreamMetadata {
+            max_age_ms: m.max_age_ms,
+            max_count: m.max_count,
+            truncate_before: m.truncate_before,
+        }
+    }
+}
+
+/// What the store knows of a stream.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StreamInfoJson {
+    /// Its name.
+    pub stream: String,
+    /// Its last version; `null` if never written, or deleted.
+    pub last_version: Option<u64>,
+    /// Its settings.
+    pub metadata: StreamMetadataJson,
+    /// Whether it was deleted (and not written since).
+    pub deleted: bool,
+}
+
+impl From<&StreamInfo> for StreamInfoJson {
+    fn from(i: &StreamInfo) -> StreamInfoJson {
+        StreamInfoJson {
+            stream: i.stream.clone(),
+            last_version: i.last_version,
+            metadata: i.metadata.into(),
+            deleted: i.deleted,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- topics

@@ -7,8 +7,10 @@
 //! and graceful shutdown. The routes ([`ROUTES`]) cover topics, publishing
 //! — plain JSON, or CloudEvents 1.0 in structured, batched and binary
 //! mode — replay of a partition, subscriptions, fetch / ack / nack /
-//! extend / terminate, push delivery as Server-Sent Events, dead letters
-//! and statistics. [`openapi`] is the OpenAPI document, generated from the
+//! extend / terminate, push delivery as Server-Sent Events, dead letters,
+//! statistics, and the event store: streams under `/v1/streams/{stream}`
+//! (append with an expected version, read both ways, settings, delete)
+//! and the `$all` feed at `/v1/all` (filters, paging, a long poll). [`openapi`] is the OpenAPI document, generated from the
 //! handlers and served at `/v1/openapi.json`. Every error is
 //! `application/problem+json` ([`Problem`]) carrying the bus's stable
 //! numeric `code`.
@@ -41,6 +43,7 @@
 //! # drop(stop); Ok(()) }
 //! ```
 
+mod all;
 mod cloudevents;
 mod config;
 mod dead_letters;
@@ -55,10 +58,12 @@ mod routes;
 mod serve;
 mod state;
 mod stats;
+mod streams;
 mod subscriptions;
 mod time;
 mod topics;
 
+pub use all::AllQuery;
 pub use config::{HttpConfig, SSE_MAX_IN_FLIGHT_MAX};
 pub use dead_letters::DeadLetterQuery;
 pub use error::{HttpError, Result};
@@ -67,3 +72,4 @@ pub use push::{AckMode, PushQuery};
 pub use read::ReadQuery;
 pub use routes::{ROUTES, openapi, router};
 pub use serve::{serve_http, serve_listener};
+pub use streams::{ExpectedQuery, StreamReadQuery};

@@ -64,6 +64,23 @@ pub struct ProblemFields {
     /// The dead letter concerned.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_id: Option<u64>,
+    /// The event store's stream concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// For `WrongExpectedVersion`: what the call expected (`any`,
+    /// `no_stream`, `exists` or a version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// For `WrongExpectedVersion`: the stream's last version (absent: it
+    /// does not exist).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual_version: Option<u64>,
+    /// For `EventIdInUse`: the event id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// For `EventIdInUse`: the version of the event that holds the id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 impl Problem {
@@ -195,6 +212,25 @@ impl From<BusError> for Problem {
             BusError::DeadLetterNotFound(id) | BusError::RedriveSourceGone(id) => {
                 p.fields.dead_letter_id = Some(id);
             }
+            BusError::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            } => {
+                p.fields.stream = Some(stream);
+                p.fields.expected = Some(expected);
+                p.fields.actual_version = actual;
+            }
+            BusError::StreamNotFound(stream) => p.fields.stream = Some(stream),
+            BusError::EventIdInUse {
+                id,
+                stream,
+                version,
+            } => {
+                p.fields.event_id = Some(id);
+                p.fields.stream = Some(stream);
+                p.fields.version = Some(version);
+            }
             _ => {}
         }
         p
@@ -254,6 +290,25 @@ mod tests {
                 403,
                 6002,
             ),
+            (
+                BusError::WrongExpectedVersion {
+                    stream: "order-1".into(),
+                    expected: "no_stream".into(),
+                    actual: Some(3),
+                },
+                409,
+                7001,
+            ),
+            (BusError::StreamNotFound("order-1".into()), 404, 7002),
+            (
+                BusError::EventIdInUse {
+                    id: "e-1".into(),
+                    stream: "order-2".into(),
+                    version: 0,
+                },
+                409,
+                7003,
+            ),
             (BusError::Storage("disk".into()), 500, 9001),
             (BusError::Closed, 503, 9004),
             (BusError::Unavailable("down".into()), 503, 9005),
@@ -281,6 +336,19 @@ mod tests {
             actual: 2,
         });
         assert_eq!(p.status, 400);
+        let p = Problem::from(BusError::WrongExpectedVersion {
+            stream: "order-1".into(),
+            expected: "2".into(),
+            actual: None,
+        });
+        assert_eq!(
+            (
+                p.fields.stream.as_deref(),
+                p.fields.expected.as_deref(),
+                p.fields.actual_version
+            ),
+            (Some("order-1"), Some("2"), None)
+        );
         let p = Problem::limit("request body", "max_body_bytes", 5, 6);
         assert_eq!((p.status, p.code), (413, 1004));
         assert_eq!(p.detail, "request body of 6 exceeds `max_body_bytes` = 5");

@@ -15,7 +15,9 @@ use crate::config::HttpConfig;
 use crate::json::Health;
 use crate::problem::Problem;
 use crate::state::AppState;
-use crate::{dead_letters, deliveries, publish, push, read, stats, subscriptions, topics};
+use crate::{
+    all, dead_letters, deliveries, publish, push, read, stats, streams, subscriptions, topics,
+};
 
 macro_rules! routes {
     ($( $method:ident $path:literal => $module:ident :: $handler:ident ),* $(,)?) => {
@@ -33,8 +35,9 @@ macro_rules! routes {
                 title = "Eddy HTTP API",
                 description = "Any Eddy bus over HTTP/JSON: topics, publishing (plain JSON \
                     and CloudEvents), replay, subscriptions with leases, SSE push, dead \
-                    letters and statistics. Every error is application/problem+json with \
-                    the bus's stable numeric `code`.",
+                    letters, statistics, and the event store (streams with expected \
+                    versions, `$all`). Every error is application/problem+json with the \
+                    bus's stable numeric `code`.",
             ),
             paths( $( $module::$handler ),* ),
             components(schemas(Problem)),
@@ -70,6 +73,12 @@ routes! {
     post "/v1/subscriptions/{name}/dead-letters/redrive" => dead_letters::redrive,
     post "/v1/subscriptions/{name}/dead-letters/purge" => dead_letters::purge,
     get "/v1/subscriptions/{name}/stats" => stats::subscription,
+    post "/v1/streams/{stream}" => streams::append,
+    get "/v1/streams/{stream}" => streams::read,
+    delete "/v1/streams/{stream}" => streams::delete,
+    get "/v1/streams/{stream}/metadata" => streams::info,
+    put "/v1/streams/{stream}/metadata" => streams::set_metadata,
+    get "/v1/all" => all::read,
 }
 
 /// Declares the optional bearer token.

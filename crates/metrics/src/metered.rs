@@ -8,6 +8,10 @@ use eddy_bus::{
     Partition, Published, ReadBatch, ReadFrom, RedriveTarget, Result, SeekTo, SubscriptionConfig,
     SubscriptionInfo, SubscriptionStats, TopicConfig, TopicInfo, TopicStats,
 };
+use eddy_bus::{
+    AllFilter, AllSlice, AppendResult, Direction, EventStore, ExpectedVersion, StreamFrom,
+    StreamInfo, StreamMetadata, StreamSlice,
+};
 
 use crate::registry::{Metrics, Op};
 
@@ -20,6 +24,11 @@ use crate::registry::{Metrics, Op};
 /// long-poll wait (`wait_ms`) is included, so a quiet subscription shows
 /// slow fetches. Push delivery ([`Bus::subscribe`], not overridden) runs on
 /// this bus's `fetch` and is measured the same way.
+///
+/// When `B` is an [`EventStore`], so is this bus: each store operation is
+/// its own family (`store_append`, `store_read_stream`, `store_read_all` —
+/// its `wait_ms` included —, `store_info`, `store_metadata`,
+/// `store_delete`).
 ///
 /// Made by [`Metrics::metered`]. Clone when `B` is (clones share the
 /// registry).
@@ -228,6 +237,64 @@ impl<B: Bus> Bus for Metered<B> {
 
     async fn subscription_stats(&self, name: &str) -> Result<SubscriptionStats> {
         self.timed(Op::Stats, self.bus.subscription_stats(name))
+            .await
+    }
+}
+
+impl<B: Bus + EventStore> EventStore for Metered<B> {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<Event>,
+    ) -> Result<AppendResult> {
+        self.timed(Op::StoreAppend, self.bus.append(stream, expected, events))
+            .await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max: u32,
+    ) -> Result<StreamSlice> {
+        self.timed(
+            Op::StoreReadStream,
+            self.bus.read_stream(stream, from, direction, max),
+        )
+        .await
+    }
+
+    async fn read_all(
+        &self,
+        from: u64,
+        filter: AllFilter,
+        max: u32,
+        wait_ms: u64,
+    ) -> Result<AllSlice> {
+        self.timed(
+            Op::StoreReadAll,
+            self.bus.read_all(from, filter, max, wait_ms),
+        )
+        .await
+    }
+
+    async fn stream_info(&self, stream: &str) -> Result<StreamInfo> {
+        self.timed(Op::StoreInfo, self.bus.stream_info(stream))
+            .await
+    }
+
+    async fn set_stream_metadata(&self, stream: &str, metadata: StreamMetadata) -> Result<()> {
+        self.timed(
+            Op::StoreMetadata,
+            self.bus.set_stream_metadata(stream, metadata),
+        )
+        .await
+    }
+
+    async fn delete_stream(&self, stream: &str, expected: ExpectedVersion) -> Result<()> {
+        self.timed(Op::StoreDelete, self.bus.delete_stream(stream, expected))
             .await
     }
 }

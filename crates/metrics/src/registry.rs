@@ -50,7 +50,8 @@ impl Listener {
     }
 }
 
-/// An operation family of the `Bus` interface (the `op` label).
+/// An operation family of the `Bus` interface, or an operation of the
+/// `EventStore` interface (the `op` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
     Publish,
@@ -63,10 +64,16 @@ pub(crate) enum Op {
     Admin,
     DeadLetters,
     Stats,
+    StoreAppend,
+    StoreReadStream,
+    StoreReadAll,
+    StoreInfo,
+    StoreMetadata,
+    StoreDelete,
 }
 
 impl Op {
-    const ALL: [Op; 10] = [
+    const ALL: [Op; 16] = [
         Op::Publish,
         Op::Fetch,
         Op::Ack,
@@ -77,6 +84,12 @@ impl Op {
         Op::Admin,
         Op::DeadLetters,
         Op::Stats,
+        Op::StoreAppend,
+        Op::StoreReadStream,
+        Op::StoreReadAll,
+        Op::StoreInfo,
+        Op::StoreMetadata,
+        Op::StoreDelete,
     ];
 
     fn as_str(self) -> &'static str {
@@ -91,6 +104,12 @@ impl Op {
             Op::Admin => "admin",
             Op::DeadLetters => "dead_letters",
             Op::Stats => "stats",
+            Op::StoreAppend => "store_append",
+            Op::StoreReadStream => "store_read_stream",
+            Op::StoreReadAll => "store_read_all",
+            Op::StoreInfo => "store_info",
+            Op::StoreMetadata => "store_metadata",
+            Op::StoreDelete => "store_delete",
         }
     }
 
@@ -249,8 +268,8 @@ impl Metrics {
         x.family(
             "eddy_request_duration_seconds",
             Kind::Histogram,
-            "Duration of Bus calls through the metered bus, by operation family \
-             (fetch includes its long-poll wait).",
+            "Duration of Bus and EventStore calls through the metered bus, by operation \
+             family (fetch and store_read_all include their long-poll wait).",
         );
         for op in Op::ALL {
             x.histogram(
@@ -262,8 +281,8 @@ impl Metrics {
         x.family(
             "eddy_request_errors_total",
             Kind::Counter,
-            "Failed Bus calls (and failed items of an ack batch), by operation family \
-             and BusError code.",
+            "Failed Bus and EventStore calls (and failed items of an ack batch), by \
+             operation family and BusError code.",
         );
         for op in Op::ALL {
             for (code, n) in inner.errors[op.index()].snapshot() {

@@ -335,3 +335,72 @@ async fn scrape_of_a_closed_bus_reports_down_and_counts_errors() {
         1.0
     );
 }
+
+// Proves that event-store calls through the metered bus are timed each
+// under its own operation, and that their failures are counted by code:
+// two appends (one a conflict, 7001), a stream read, a `$all` read, an
+// info, a metadata change and two deletes (one of a missing stream, 7002).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_store_calls_are_timed_and_their_errors_counted() {
+    use eddy_bus::{AllFilter, Direction, EventStore, ExpectedVersion, StreamFrom, StreamMetadata};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(&dir);
+    let metrics = Metrics::new();
+    let bus = metrics.metered(broker.clone());
+    let one = || vec![Event::new("OrderPlaced", "{}")];
+    bus.append("order-1", ExpectedVersion::NoStream, one())
+        .await
+        .unwrap();
+    let conflict = bus
+        .append("order-1", ExpectedVersion::NoStream, one())
+        .await
+        .unwrap_err();
+    assert_eq!(conflict.code(), 7001);
+    bus.read_stream("order-1", StreamFrom::Start, Direction::Forward, 10)
+        .await
+        .unwrap();
+    bus.read_all(0, AllFilter::All, 10, 0).await.unwrap();
+    bus.stream_info("order-1").await.unwrap();
+    bus.set_stream_metadata("order-1", StreamMetadata::default())
+        .await
+        .unwrap();
+    bus.delete_stream("order-1", ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let missing = bus
+        .delete_stream("order-1", ExpectedVersion::Any)
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), 7002);
+
+    let samples = check(&metrics.render(&broker).await);
+    let count = |op| {
+        get(
+            &samples,
+            "eddy_request_duration_seconds_count",
+            &[("op", op)],
+        )
+    };
+    for (op, n) in [
+        ("store_append", 2.0),
+        ("store_read_stream", 1.0),
+        ("store_read_all", 1.0),
+        ("store_info", 1.0),
+        ("store_metadata", 1.0),
+        ("store_delete", 2.0),
+        ("publish", 0.0),
+        ("read", 0.0),
+    ] {
+        assert_eq!(count(op), n, "{op}");
+    }
+    let errors = |op, code| {
+        get(
+            &samples,
+            "eddy_request_errors_total",
+            &[("op", op), ("code", code)],
+        )
+    };
+    assert_eq!(errors("store_append", "7001"), 1.0);
+    assert_eq!(errors("store_delete", "7002"), 1.0);
+    broker.close().unwrap();
+}

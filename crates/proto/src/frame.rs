@@ -14,6 +14,7 @@ use crate::message::{
     Kind, Message, Response, get_request, get_response, put_dead_letters, put_deliveries,
     put_request, put_response, put_subscriptions, put_topics,
 };
+use crate::types::{put_all_slice_end, put_stream_slice_end};
 use crate::wire::{Wire, Writer};
 use crate::{FLAG_MORE, FRAME_BYTES_CAP, FRAME_HEADER_BYTES, FRAME_LENGTH_MIN, LIST_ITEMS_MAX};
 
@@ -264,6 +265,14 @@ pub fn encode_response(
             w.list("read events", events, LIST_ITEMS_MAX);
             w.put(&b.next_offset);
         }),
+        Response::StreamSlice(s) => split.list(out, &s.events, |w, events| {
+            w.list("stream events", events, LIST_ITEMS_MAX);
+            put_stream_slice_end(w, s);
+        }),
+        Response::AllSlice(s) => split.list(out, &s.events, |w, events| {
+            w.list("all events", events, LIST_ITEMS_MAX);
+            put_all_slice_end(w, s);
+        }),
         _ => Err(err),
     };
     if written.is_err() {
@@ -275,7 +284,8 @@ pub fn encode_response(
 impl Response {
     /// Appends the next frame of a continuing response (one with MORE on
     /// the frames before it) to this one: the lists concatenate, and a
-    /// `ReadBatch` takes the later `next_offset`. Fails if `next` is not
+    /// `ReadBatch` takes the later `next_offset`, a `StreamSlice` or an
+    /// `AllSlice` the later fields after its events. Fails if `next` is not
     /// the same kind, or the kind does not continue.
     pub fn absorb(&mut self, next: Response) -> Result<()> {
         match (self, next) {
@@ -286,6 +296,16 @@ impl Response {
             (Response::ReadBatch(a), Response::ReadBatch(b)) => {
                 a.events.extend(b.events);
                 a.next_offset = b.next_offset;
+            }
+            (Response::StreamSlice(a), Response::StreamSlice(b)) => {
+                a.events.extend(b.events);
+                a.last_version = b.last_version;
+                a.next = b.next;
+            }
+            (Response::AllSlice(a), Response::AllSlice(b)) => {
+                a.events.extend(b.events);
+                a.next = b.next;
+                a.head = b.head;
             }
             (_, next) => {
                 return Err(ProtoError::UnexpectedKind {

@@ -1,12 +1,13 @@
 //! `eddy-proto`: Eddy's native binary protocol — frames and messages, as
 //! pure functions from values to bytes and back.
 //!
-//! A client sends requests — one per `Bus` method, plus `Hello`, `Ping`
-//! and push-stream control — in length-prefixed frames, each with a
-//! request id of its choosing; the server answers each with a response
-//! frame carrying the same id, in any order, so many requests can be in
-//! flight at once (pipelining). A `Subscribe` opens a push stream whose
-//! `Deliver` frames spend credit that the client grants with `Credit`.
+//! A client sends requests — one per `Bus` and `EventStore` method, plus
+//! `Hello`, `Ping` and push-stream control — in length-prefixed frames,
+//! each with a request id of its choosing; the server answers each with a
+//! response frame carrying the same id, in any order, so many requests can
+//! be in flight at once (pipelining). A `Subscribe` opens a push stream
+//! whose `Deliver` frames spend credit that the client grants with
+//! `Credit`.
 //! `docs/protocol.md` specifies all of it byte by byte, for clients in
 //! other languages; this crate is the reference implementation.
 //!

@@ -6,6 +6,10 @@ use eddy_bus::{
     Published, ReadBatch, ReadFrom, RedriveTarget, SeekTo, SubscriptionConfig, SubscriptionInfo,
     SubscriptionStats, TopicConfig, TopicInfo, TopicStats,
 };
+use eddy_bus::{
+    AllFilter, AllSlice, AppendResult, Direction, ExpectedVersion, StreamFrom, StreamInfo,
+    StreamMetadata, StreamSlice,
+};
 
 use crate::error::{ProtoError, Result};
 use crate::wire::{Reader, Writer};
@@ -103,6 +107,18 @@ kinds! {
     TopicStats = 0x50,
     /// `Bus::subscription_stats`.
     SubscriptionStats = 0x51,
+    /// `EventStore::append`.
+    Append = 0x60,
+    /// `EventStore::read_stream`.
+    ReadStream = 0x61,
+    /// `EventStore::read_all`.
+    ReadAll = 0x62,
+    /// `EventStore::stream_info`.
+    StreamInfo = 0x63,
+    /// `EventStore::set_stream_metadata`.
+    SetStreamMetadata = 0x64,
+    /// `EventStore::delete_stream`.
+    DeleteStream = 0x65,
     /// Accepts a `Hello`.
     Welcome = 0x81,
     /// Answers a `Ping`.
@@ -155,6 +171,18 @@ kinds! {
     TopicStatsShown = 0xd0,
     /// A subscription's counters.
     SubscriptionStatsShown = 0xd1,
+    /// Where an append put its events.
+    Appended = 0xe0,
+    /// Events read from a stream.
+    StreamSlice = 0xe1,
+    /// Events read from `$all`.
+    AllSlice = 0xe2,
+    /// What the store knows of a stream.
+    StreamInfoShown = 0xe3,
+    /// The stream's settings are replaced.
+    MetadataSet = 0xe4,
+    /// The stream is deleted.
+    StreamDeleted = 0xe5,
     /// The request failed (or, before the handshake completes, the
     /// connection is refused).
     Error = 0xff,
@@ -181,6 +209,8 @@ impl Kind {
                 | Kind::Subscriptions
                 | Kind::Deliveries
                 | Kind::DeadLetterList
+                | Kind::StreamSlice
+                | Kind::AllSlice
         )
     }
 }
@@ -403,6 +433,57 @@ pub enum Request {
         /// The subscription.
         name: String,
     },
+    /// Appends events to a stream if it is where `expected` says.
+    Append {
+        /// The stream.
+        stream: String,
+        /// Where the stream must be.
+        expected: ExpectedVersion,
+        /// 0..=[`LIST_ITEMS_MAX`] events (the store takes 1 to
+        /// `APPEND_EVENTS_MAX`).
+        events: Vec<Event>,
+    },
+    /// Reads part of a stream.
+    ReadStream {
+        /// The stream.
+        stream: String,
+        /// Where to start.
+        from: StreamFrom,
+        /// Which way to go.
+        direction: Direction,
+        /// Most events to return.
+        max: u32,
+    },
+    /// Reads part of `$all`, waiting for the first event if none is there.
+    ReadAll {
+        /// The position to read from.
+        from: u64,
+        /// Which events pass.
+        filter: AllFilter,
+        /// Most events to return.
+        max: u32,
+        /// How long to wait for a first event, in ms.
+        wait_ms: u64,
+    },
+    /// What the store knows of a stream.
+    StreamInfo {
+        /// The stream.
+        stream: String,
+    },
+    /// Replaces a stream's settings.
+    SetStreamMetadata {
+        /// The stream.
+        stream: String,
+        /// Its new settings.
+        metadata: StreamMetadata,
+    },
+    /// Deletes a stream (soft) if it is where `expected` says.
+    DeleteStream {
+        /// The stream.
+        stream: String,
+        /// Where the stream must be.
+        expected: ExpectedVersion,
+    },
 }
 
 /// A message from server to client.
@@ -475,6 +556,18 @@ pub enum Response {
     TopicStatsShown(TopicStats),
     /// Answers `SubscriptionStats`.
     SubscriptionStatsShown(SubscriptionStats),
+    /// Answers `Append`.
+    Appended(AppendResult),
+    /// Answers `ReadStream` (may continue).
+    StreamSlice(StreamSlice),
+    /// Answers `ReadAll` (may continue).
+    AllSlice(AllSlice),
+    /// Answers `StreamInfo`.
+    StreamInfoShown(StreamInfo),
+    /// Answers `SetStreamMetadata`.
+    MetadataSet,
+    /// Answers `DeleteStream`.
+    StreamDeleted,
     /// The request failed; for a `Subscribe`, a failure that does not end
     /// the stream.
     Error(WireError),
@@ -542,6 +635,12 @@ impl Request {
             Request::Purge { .. } => Kind::Purge,
             Request::TopicStats { .. } => Kind::TopicStats,
             Request::SubscriptionStats { .. } => Kind::SubscriptionStats,
+            Request::Append { .. } => Kind::Append,
+            Request::ReadStream { .. } => Kind::ReadStream,
+            Request::ReadAll { .. } => Kind::ReadAll,
+            Request::StreamInfo { .. } => Kind::StreamInfo,
+            Request::SetStreamMetadata { .. } => Kind::SetStreamMetadata,
+            Request::DeleteStream { .. } => Kind::DeleteStream,
         }
     }
 }
@@ -576,6 +675,12 @@ impl Response {
             Response::Purged { .. } => Kind::Purged,
             Response::TopicStatsShown(_) => Kind::TopicStatsShown,
             Response::SubscriptionStatsShown(_) => Kind::SubscriptionStatsShown,
+            Response::Appended(_) => Kind::Appended,
+            Response::StreamSlice(_) => Kind::StreamSlice,
+            Response::AllSlice(_) => Kind::AllSlice,
+            Response::StreamInfoShown(_) => Kind::StreamInfoShown,
+            Response::MetadataSet => Kind::MetadataSet,
+            Response::StreamDeleted => Kind::StreamDeleted,
             Response::Error(_) => Kind::Error,
         }
     }
@@ -703,6 +808,46 @@ pub(crate) fn put_request(w: &mut Writer<'_>, req: &Request) {
             w.put(subscription);
             w.put(selection);
         }
+        Request::Append {
+            stream,
+            expected,
+            events,
+        } => {
+            w.put(stream);
+            w.put(expected);
+            w.list("append events", events, LIST_ITEMS_MAX);
+        }
+        Request::ReadStream {
+            stream,
+            from,
+            direction,
+            max,
+        } => {
+            w.put(stream);
+            w.put(from);
+            w.put(direction);
+            w.put(max);
+        }
+        Request::ReadAll {
+            from,
+            filter,
+            max,
+            wait_ms,
+        } => {
+            w.put(from);
+            w.put(filter);
+            w.put(max);
+            w.put(wait_ms);
+        }
+        Request::StreamInfo { stream } => w.put(stream),
+        Request::SetStreamMetadata { stream, metadata } => {
+            w.put(stream);
+            w.put(metadata);
+        }
+        Request::DeleteStream { stream, expected } => {
+            w.put(stream);
+            w.put(expected);
+        }
     }
 }
 
@@ -719,7 +864,9 @@ pub(crate) fn put_response(w: &mut Writer<'_>, resp: &Response) {
         | Response::SubscriptionDeleted
         | Response::Sought
         | Response::Nacked
-        | Response::Terminated => {}
+        | Response::Terminated
+        | Response::MetadataSet
+        | Response::StreamDeleted => {}
         Response::TopicCreated(t) | Response::Topic(t) => w.put(t),
         Response::Topics(ts) => put_topics(w, ts),
         Response::Published(ps) => w.list("published", ps, LIST_ITEMS_MAX),
@@ -735,6 +882,10 @@ pub(crate) fn put_response(w: &mut Writer<'_>, resp: &Response) {
         Response::Redriven { count } | Response::Purged { count } => w.put(count),
         Response::TopicStatsShown(s) => w.put(s),
         Response::SubscriptionStatsShown(s) => w.put(s),
+        Response::Appended(a) => w.put(a),
+        Response::StreamSlice(s) => w.put(s),
+        Response::AllSlice(s) => w.put(s),
+        Response::StreamInfoShown(i) => w.put(i),
         Response::Error(e) => w.put(e),
     }
 }
@@ -864,6 +1015,34 @@ pub(crate) fn get_request(kind: Kind, r: &mut Reader<'_>) -> Result<Request> {
         Kind::SubscriptionStats => Request::SubscriptionStats {
             name: r.get("subscription name")?,
         },
+        Kind::Append => Request::Append {
+            stream: r.get("stream name")?,
+            expected: r.get("expected version")?,
+            events: r.list("append events", LIST_ITEMS_MAX)?,
+        },
+        Kind::ReadStream => Request::ReadStream {
+            stream: r.get("stream name")?,
+            from: r.get("stream position")?,
+            direction: r.get("direction")?,
+            max: r.get("read stream max")?,
+        },
+        Kind::ReadAll => Request::ReadAll {
+            from: r.get("read all from")?,
+            filter: r.get("all filter")?,
+            max: r.get("read all max")?,
+            wait_ms: r.get("read all wait_ms")?,
+        },
+        Kind::StreamInfo => Request::StreamInfo {
+            stream: r.get("stream name")?,
+        },
+        Kind::SetStreamMetadata => Request::SetStreamMetadata {
+            stream: r.get("stream name")?,
+            metadata: r.get("stream metadata")?,
+        },
+        Kind::DeleteStream => Request::DeleteStream {
+            stream: r.get("stream name")?,
+            expected: r.get("expected version")?,
+        },
         other => return Err(ProtoError::UnknownKind(other.number())),
     })
 }
@@ -925,6 +1104,12 @@ pub(crate) fn get_response(kind: Kind, r: &mut Reader<'_>) -> Result<Response> {
         Kind::SubscriptionStatsShown => {
             Response::SubscriptionStatsShown(r.get("subscription stats")?)
         }
+        Kind::Appended => Response::Appended(r.get("append result")?),
+        Kind::StreamSlice => Response::StreamSlice(r.get("stream slice")?),
+        Kind::AllSlice => Response::AllSlice(r.get("all slice")?),
+        Kind::StreamInfoShown => Response::StreamInfoShown(r.get("stream info")?),
+        Kind::MetadataSet => Response::MetadataSet,
+        Kind::StreamDeleted => Response::StreamDeleted,
         Kind::Error => Response::Error(r.get("error")?),
         other => return Err(ProtoError::UnknownKind(other.number())),
     })

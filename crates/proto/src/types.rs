@@ -9,6 +9,10 @@ use eddy_bus::{
     ReadBatch, ReadFrom, RedriveTarget, Retention, RetryPolicy, StartAt, StoredEvent,
     SubscriptionConfig, SubscriptionInfo, SubscriptionStats, TopicConfig, TopicInfo, TopicStats,
 };
+use eddy_bus::{
+    AllFilter, AllSlice, AppendResult, Direction, ExpectedVersion, RecordedEvent, StreamFrom,
+    StreamInfo, StreamMetadata, StreamSlice,
+};
 
 use crate::LIST_ITEMS_MAX;
 use crate::error::Result;
@@ -541,6 +545,205 @@ impl Wire for SubscriptionStats {
             waiting: r.get("subscription stats waiting")?,
             oldest_unacked_age_ms: r.get("subscription stats oldest_unacked_age_ms")?,
             dead_letters: r.get("subscription stats dead_letters")?,
+        })
+    }
+}
+
+// ---- the event store ----
+
+/// `ExpectedVersion`: tag 0 any, 1 no_stream, 2 exists, 3 exact + varint.
+impl Wire for ExpectedVersion {
+    fn put(&self, w: &mut Writer<'_>) {
+        match self {
+            ExpectedVersion::Any => w.u8(0),
+            ExpectedVersion::NoStream => w.u8(1),
+            ExpectedVersion::Exists => w.u8(2),
+            ExpectedVersion::Exact(v) => {
+                w.u8(3);
+                w.put(v);
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(match r.tag("expected version", 4)? {
+            0 => ExpectedVersion::Any,
+            1 => ExpectedVersion::NoStream,
+            2 => ExpectedVersion::Exists,
+            _ => ExpectedVersion::Exact(r.get("expected version number")?),
+        })
+    }
+}
+
+/// `StreamFrom`: tag 0 start, 1 version + varint.
+impl Wire for StreamFrom {
+    fn put(&self, w: &mut Writer<'_>) {
+        match self {
+            StreamFrom::Start => w.u8(0),
+            StreamFrom::Version(v) => {
+                w.u8(1);
+                w.put(v);
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(match r.tag("stream position", 2)? {
+            0 => StreamFrom::Start,
+            _ => StreamFrom::Version(r.get("stream version")?),
+        })
+    }
+}
+
+/// `Direction`: tag 0 forward, 1 backward.
+impl Wire for Direction {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.u8(match self {
+            Direction::Forward => 0,
+            Direction::Backward => 1,
+        });
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(match r.tag("direction", 2)? {
+            0 => Direction::Forward,
+            _ => Direction::Backward,
+        })
+    }
+}
+
+/// `AllFilter`: tag 0 all, 1 category, 2 event type, 3 stream prefix; the
+/// last three + string.
+impl Wire for AllFilter {
+    fn put(&self, w: &mut Writer<'_>) {
+        match self {
+            AllFilter::All => w.u8(0),
+            AllFilter::Category(c) => {
+                w.u8(1);
+                w.put(c);
+            }
+            AllFilter::EventType(t) => {
+                w.u8(2);
+                w.put(t);
+            }
+            AllFilter::StreamPrefix(p) => {
+                w.u8(3);
+                w.put(p);
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(match r.tag("all filter", 4)? {
+            0 => AllFilter::All,
+            1 => AllFilter::Category(r.get("all filter category")?),
+            2 => AllFilter::EventType(r.get("all filter type")?),
+            _ => AllFilter::StreamPrefix(r.get("all filter prefix")?),
+        })
+    }
+}
+
+impl Wire for StreamMetadata {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.put(&self.max_age_ms);
+        w.put(&self.max_count);
+        w.put(&self.truncate_before);
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(StreamMetadata {
+            max_age_ms: r.get("stream metadata max_age_ms")?,
+            max_count: r.get("stream metadata max_count")?,
+            truncate_before: r.get("stream metadata truncate_before")?,
+        })
+    }
+}
+
+impl Wire for AppendResult {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.put(&self.first_version);
+        w.put(&self.last_version);
+        w.put(&self.position);
+        w.put(&self.duplicate);
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(AppendResult {
+            first_version: r.get("append first_version")?,
+            last_version: r.get("append last_version")?,
+            position: r.get("append position")?,
+            duplicate: r.get("append duplicate")?,
+        })
+    }
+}
+
+impl Wire for RecordedEvent {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.put(&self.stream);
+        w.put(&self.version);
+        w.put(&self.position);
+        w.put(&self.timestamp_ms);
+        w.put(&self.event);
+    }
+    fn get(r: &mut Reader<'_>, what: &'static str) -> Result<Self> {
+        Ok(RecordedEvent {
+            stream: r.get("recorded event stream")?,
+            version: r.get("recorded event version")?,
+            position: r.get("recorded event position")?,
+            timestamp_ms: r.get("recorded event timestamp")?,
+            event: r.get(what)?,
+        })
+    }
+}
+
+/// The fields of a `StreamSlice` after its events (the last frame's count
+/// when the slice continues over several).
+pub(crate) fn put_stream_slice_end(w: &mut Writer<'_>, s: &StreamSlice) {
+    w.put(&s.last_version);
+    w.put(&s.next);
+}
+
+impl Wire for StreamSlice {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.list("stream events", &self.events, LIST_ITEMS_MAX);
+        put_stream_slice_end(w, self);
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(StreamSlice {
+            events: r.list("stream events", LIST_ITEMS_MAX)?,
+            last_version: r.get("stream last_version")?,
+            next: r.get("stream next")?,
+        })
+    }
+}
+
+/// The fields of an `AllSlice` after its events.
+pub(crate) fn put_all_slice_end(w: &mut Writer<'_>, s: &AllSlice) {
+    w.put(&s.next);
+    w.put(&s.head);
+}
+
+impl Wire for AllSlice {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.list("all events", &self.events, LIST_ITEMS_MAX);
+        put_all_slice_end(w, self);
+    }
+    fn get(r: &mut Reader<'_>, _: &'static str) -> Result<Self> {
+        Ok(AllSlice {
+            events: r.list("all events", LIST_ITEMS_MAX)?,
+            next: r.get("all next")?,
+            head: r.get("all head")?,
+        })
+    }
+}
+
+impl Wire for StreamInfo {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.put(&self.stream);
+        w.put(&self.last_version);
+        w.put(&self.metadata);
+        w.put(&self.deleted);
+    }
+    fn get(r: &mut Reader<'_>, what: &'static str) -> Result<Self> {
+        Ok(StreamInfo {
+            stream: r.get("stream info stream")?,
+            last_version: r.get("stream info last_version")?,
+            metadata: r.get(what)?,
+            deleted: r.get("stream info deleted")?,
         })
     }
 }

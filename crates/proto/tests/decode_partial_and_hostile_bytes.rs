@@ -250,7 +250,7 @@ proptest! {
 
     #[test]
     fn damaged_valid_frames_never_panic(
-        which in 0usize..54,
+        which in 0usize..66,
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
         cut in any::<prop::sample::Index>(),
     ) {

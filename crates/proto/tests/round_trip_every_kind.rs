@@ -5,6 +5,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use eddy_bus::{AllFilter, AllSlice, ExpectedVersion, RecordedEvent, StreamSlice};
 use eddy_proto::{
     FRAME_BYTES_DEFAULT, Frame, Kind, Message, Request, Response, decode_frame, encode,
     encode_frame,
@@ -53,6 +54,12 @@ fn kinds_are_stable_and_paired() {
         (Kind::Unsubscribe, Kind::StreamEnd),
         (Kind::DeadLetters, Kind::DeadLetterList),
         (Kind::SubscriptionStats, Kind::SubscriptionStatsShown),
+        (Kind::Append, Kind::Appended),
+        (Kind::ReadStream, Kind::StreamSlice),
+        (Kind::ReadAll, Kind::AllSlice),
+        (Kind::StreamInfo, Kind::StreamInfoShown),
+        (Kind::SetStreamMetadata, Kind::MetadataSet),
+        (Kind::DeleteStream, Kind::StreamDeleted),
     ];
     for (req, resp) in pairs {
         assert!(req.is_request() && !resp.is_request());
@@ -132,5 +139,53 @@ proptest! {
         let frame = Frame::new(id, Message::Response(message));
         let bytes = bytes_of(&frame);
         prop_assert_eq!(decode_whole(&bytes), frame);
+    }
+
+    #[test]
+    fn any_store_append_and_slices_round_trip(
+        events in proptest::collection::vec(any_event(), 0..6),
+        stream in "\\PC{0,20}",
+        (expected, version, position, ts) in (0u8..4, any::<u64>(), any::<u64>(), any::<i64>()),
+        (last, next, head) in (proptest::option::of(any::<u64>()), proptest::option::of(any::<u64>()), any::<u64>()),
+        (filter_tag, filter_text, max, wait_ms) in (0u8..4, "\\PC{0,12}", any::<u32>(), any::<u64>()),
+    ) {
+        // Proves: an Append with any expected version and events, a
+        // ReadAll with any filter, and StreamSlice / AllSlice responses of
+        // any recorded events (any versions, positions, negative times)
+        // decode to the same values.
+        let expected = match expected {
+            0 => ExpectedVersion::Any,
+            1 => ExpectedVersion::NoStream,
+            2 => ExpectedVersion::Exists,
+            _ => ExpectedVersion::Exact(version),
+        };
+        let filter = match filter_tag {
+            0 => AllFilter::All,
+            1 => AllFilter::Category(filter_text),
+            2 => AllFilter::EventType(filter_text),
+            _ => AllFilter::StreamPrefix(filter_text),
+        };
+        let recorded: Vec<RecordedEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| RecordedEvent {
+                stream: stream.clone(),
+                version: version.wrapping_add(i as u64),
+                position: position.wrapping_add(i as u64),
+                timestamp_ms: ts,
+                event: event.clone(),
+            })
+            .collect();
+        let messages: Vec<Message> = vec![
+            Request::Append { stream: stream.clone(), expected, events }.into(),
+            Request::ReadAll { from: position, filter, max, wait_ms }.into(),
+            Response::StreamSlice(StreamSlice { events: recorded.clone(), last_version: last, next }).into(),
+            Response::AllSlice(AllSlice { events: recorded, next: position, head }).into(),
+        ];
+        for message in messages {
+            let frame = Frame::new(7, message);
+            let bytes = bytes_of(&frame);
+            prop_assert_eq!(decode_whole(&bytes), frame);
+        }
     }
 }

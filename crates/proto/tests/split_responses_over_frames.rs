@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use eddy_bus::{Offset, ReadBatch, TopicInfo};
+use eddy_bus::{AllSlice, Offset, ReadBatch, StreamSlice, TopicInfo};
 use eddy_proto::{
     Decoded, FRAME_BYTES_MIN, LIST_ITEMS_MAX, Message, ProtoError, Response, decode_frame,
     encode_response,
@@ -89,6 +89,39 @@ fn a_read_batch_keeps_its_next_offset() {
     let n = encode_response(77, &response, FRAME_BYTES_MIN, &mut buf).unwrap();
     assert!(n > 1);
     assert_eq!(reassemble(frames_in(&buf, FRAME_BYTES_MIN)), response);
+}
+
+#[test]
+fn store_slices_keep_their_fields_after_the_events() {
+    // Proves: a StreamSlice (backward, so versions descend) and an
+    // AllSlice too large for one frame continue over frames within the
+    // limit, keep their events in order, and end with the slice's own
+    // `last_version` / `next` / `head`.
+    let events: Vec<_> = (0..30)
+        .rev()
+        .map(|v| {
+            let mut e = recorded(v);
+            e.event.data = Bytes::from(vec![v as u8; 6000]);
+            e
+        })
+        .collect();
+    for response in [
+        Response::StreamSlice(StreamSlice {
+            events: events.clone(),
+            last_version: Some(29),
+            next: None,
+        }),
+        Response::AllSlice(AllSlice {
+            events,
+            next: 5000,
+            head: 7000,
+        }),
+    ] {
+        let mut buf = Vec::new();
+        let n = encode_response(77, &response, FRAME_BYTES_MIN, &mut buf).unwrap();
+        assert!(n > 1, "{n} frames");
+        assert_eq!(reassemble(frames_in(&buf, FRAME_BYTES_MIN)), response);
+    }
 }
 
 #[test]

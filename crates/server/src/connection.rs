@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use eddy_auth::Access;
-use eddy_bus::{Bus, BusError};
+use eddy_bus::{Bus, BusError, EventStore};
 use eddy_proto::{
     Decoded, FRAME_HEADER_BYTES, Frame, HANDSHAKE_FRAME_BYTES, Message, ProtoError, Request,
     Response, Welcome, WireError, decode_frame, encode_response,
@@ -189,7 +189,7 @@ struct Reader<B, R> {
     stop: watch::Receiver<bool>,
 }
 
-impl<B: Bus + Clone, R: AsyncRead + Unpin> Reader<B, R> {
+impl<B: Bus + EventStore + Clone, R: AsyncRead + Unpin> Reader<B, R> {
     async fn run(mut self) {
         match self.requests().await {
             Closing::Drain => {
@@ -436,7 +436,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
 /// The most bytes a response to `request` can hold, for reserving its
 /// share of `pending_bytes_max`: results bounded by the bus's read limit
-/// (reads, fetches, lists) reserve that bound; the rest a little.
+/// (reads, fetches, lists, store reads) reserve that bound; the rest a
+/// little.
 fn response_bytes_max(request: &Request) -> u64 {
     /// A read or fetch returns at most about this many bytes of events
     /// (the embedded broker's `READ_RESULT_BYTES_MAX`), plus framing.
@@ -444,6 +445,8 @@ fn response_bytes_max(request: &Request) -> u64 {
     const SMALL_BYTES_MAX: u64 = 4 << 10;
     match request {
         Request::Read { .. }
+        | Request::ReadStream { .. }
+        | Request::ReadAll { .. }
         | Request::Fetch { .. }
         | Request::Subscribe { .. }
         | Request::DeadLetters { .. }

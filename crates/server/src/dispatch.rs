@@ -1,14 +1,18 @@
-//! One request, executed on the bus: a `Request` in, its final `Response`
-//! (or an `Error`) out. Push streams are not here (`push.rs`).
+//! One request, executed on the bus or its event store: a `Request` in,
+//! its final `Response` (or an `Error`) out. Push streams are not here
+//! (`push.rs`).
 
-use eddy_bus::{Bus, BusError};
+use eddy_bus::{Bus, BusError, EventStore};
 use eddy_proto::{Request, Response, WireError};
 
 /// Executes `request` on `bus` and returns its final response: the
 /// request's own response kind, or `Error` with the bus error's code.
 /// `Hello`, `Subscribe`, `Credit` and `Unsubscribe` are handled by the
 /// connection and never come here; if one does, it gets an error.
-pub(crate) async fn execute<B: Bus>(bus: &B, request: Request) -> Response {
+/// A `ReadAll` that waits (`wait_ms`) is a long poll, like a `Fetch`: the
+/// request stays in flight until an event passes its filter or the wait
+/// is over.
+pub(crate) async fn execute<B: Bus + EventStore>(bus: &B, request: Request) -> Response {
     let result: Result<Response, BusError> = match request {
         Request::Ping => Ok(Response::Pong),
         Request::CreateTopic { name, config } => bus
@@ -116,6 +120,44 @@ pub(crate) async fn execute<B: Bus>(bus: &B, request: Request) -> Response {
             .subscription_stats(&name)
             .await
             .map(Response::SubscriptionStatsShown),
+        Request::Append {
+            stream,
+            expected,
+            events,
+        } => bus
+            .append(&stream, expected, events)
+            .await
+            .map(Response::Appended),
+        Request::ReadStream {
+            stream,
+            from,
+            direction,
+            max,
+        } => bus
+            .read_stream(&stream, from, direction, max)
+            .await
+            .map(Response::StreamSlice),
+        Request::ReadAll {
+            from,
+            filter,
+            max,
+            wait_ms,
+        } => bus
+            .read_all(from, filter, max, wait_ms)
+            .await
+            .map(Response::AllSlice),
+        Request::StreamInfo { stream } => bus
+            .stream_info(&stream)
+            .await
+            .map(Response::StreamInfoShown),
+        Request::SetStreamMetadata { stream, metadata } => bus
+            .set_stream_metadata(&stream, metadata)
+            .await
+            .map(|()| Response::MetadataSet),
+        Request::DeleteStream { stream, expected } => bus
+            .delete_stream(&stream, expected)
+            .await
+            .map(|()| Response::StreamDeleted),
         other => Err(BusError::InvalidArgument {
             what: "request",
             reason: format!("{} is not executed as a plain request", other.kind().name()),

@@ -1,13 +1,14 @@
 //! `eddy-server`: Eddy's native-protocol TCP server — any
-//! [`eddy_bus::Bus`] served to network clients over the binary protocol
-//! of `eddy-proto` (`docs/protocol.md`).
+//! [`eddy_bus::Bus`] and its [`eddy_bus::EventStore`] served to network
+//! clients over the binary protocol of `eddy-proto` (`docs/protocol.md`).
 //!
 //! [`serve_native`] accepts connections on a Tokio `TcpListener`. Each
 //! connection does the versioned handshake (`Hello` → `Welcome`), then
 //! reads frames and executes every request on the bus concurrently
 //! (pipelining; responses come in any order, each with its request's id),
 //! and runs a push stream per `Subscribe` (`Deliver` frames within the
-//! client's credit, ended by `StreamEnd`). All frames of a connection go
+//! client's credit, ended by `StreamEnd`). A `Fetch` or a `ReadAll` that
+//! waits is a long poll: it stays in flight, holding up nothing else. All frames of a connection go
 //! out through one writer fed by a bounded queue: a client that reads
 //! slowly holds up its own requests, and nobody else's.
 //!

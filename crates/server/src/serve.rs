@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eddy_auth::{Access, Open};
-use eddy_bus::{Bus, BusError};
+use eddy_bus::{Bus, BusError, EventStore};
 use eddy_proto::{Response, WireError, encode_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,7 +42,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// connection; connections still busy after `shutdown_grace_ms` are cut.
 /// Returns then. Fails at once, before accepting anything, only if
 /// `config` is invalid.
-pub async fn serve_native<B: Bus + Clone>(
+pub async fn serve_native<B: Bus + EventStore + Clone>(
     listener: TcpListener,
     bus: B,
     config: ServerConfig,

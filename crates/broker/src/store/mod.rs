@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::PUBLISH_BATCH_BYTES_MAX;
 use crate::commit::Committer;
 use crate::error::from_log;
+use crate::topic::READ_RESULT_BYTES_MAX;
 pub(crate) use forward::Forwarder;
 use index::{Decision, Index};
 use record::{StoreRecord, decode, event_record, meta_record};
@@ -43,6 +44,9 @@ const SCAN_STEP_BYTES: usize = 1024 * 1024;
 /// Most bytes one `$all` read looks at before it returns (with `next`
 /// past what it looked at), however few events passed its filter.
 const READ_ALL_SCAN_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Events a stream read reads at a time before it checks its size
+/// against `READ_RESULT_BYTES_MAX`.
+const READ_STEP_EVENTS: usize = 16;
 
 /// The embedded event store.
 #[derive(Debug)]
@@ -308,25 +312,43 @@ impl Store {
             };
             (versions, last_version, next, entry.meta.max_age_ms)
         };
-        let positions: Vec<u64> = versions.iter().map(|&(_, p)| p).collect();
-        let mut events = Vec::with_capacity(positions.len());
-        for rec in self.read_positions(&positions)? {
-            match decode(&rec)? {
-                StoreRecord::Event(e) if e.stream == stream => events.push(*e),
-                _ => {
-                    return Err(BusError::Corrupt(format!(
-                        "event store position {} is not an event of {stream:?}",
-                        rec.offset.0
-                    )));
+        // In the read's direction, a few events at a time, until what is
+        // read holds READ_RESULT_BYTES_MAX: a read of large events returns
+        // fewer than `max`, and `next` says where to go on.
+        let mut next = next;
+        let mut events = Vec::with_capacity(versions.len().min(READ_STEP_EVENTS));
+        let mut bytes = 0;
+        let steps: Box<dyn Iterator<Item = &[(u64, u64)]>> = match direction {
+            Direction::Forward => Box::new(versions.chunks(READ_STEP_EVENTS)),
+            Direction::Backward => Box::new(versions.rchunks(READ_STEP_EVENTS)),
+        };
+        'read: for step in steps {
+            let positions: Vec<u64> = step.iter().map(|&(_, p)| p).collect();
+            let mut records = self.read_positions(&positions)?;
+            if direction == Direction::Backward {
+                records.reverse();
+            }
+            for rec in records {
+                let event = match decode(&rec)? {
+                    StoreRecord::Event(e) if e.stream == stream => *e,
+                    _ => {
+                        return Err(BusError::Corrupt(format!(
+                            "event store position {} is not an event of {stream:?}",
+                            rec.offset.0
+                        )));
+                    }
+                };
+                if bytes >= READ_RESULT_BYTES_MAX {
+                    next = Some(event.version);
+                    break 'read;
                 }
+                bytes += rec.value.len();
+                events.push(event);
             }
         }
         if let Some(age) = max_age {
             let oldest = now_ms.saturating_sub(i64::try_from(age).unwrap_or(i64::MAX));
             events.retain(|e| e.timestamp_ms >= oldest);
-        }
-        if direction == Direction::Backward {
-            events.reverse();
         }
         Ok(StreamSlice {
             events,

@@ -3,7 +3,8 @@
 //! expected if the implementation does something else.
 //!
 //! [`bus_conformance_tests!`](crate::bus_conformance_tests) turns each case
-//! into a test; a case can also be called directly.
+//! into a test, and [`store_conformance_tests!`](crate::store_conformance_tests)
+//! each event-store case (`store_*`); a case can also be called directly.
 
 mod dead_letters;
 mod delivery;
@@ -14,6 +15,7 @@ mod push;
 mod read;
 mod seek;
 mod stats;
+mod store;
 mod subscriptions;
 mod topics;
 
@@ -26,5 +28,6 @@ pub use push::*;
 pub use read::*;
 pub use seek::*;
 pub use stats::*;
+pub use store::*;
 pub use subscriptions::*;
 pub use topics::*;

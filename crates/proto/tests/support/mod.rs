@@ -10,6 +10,10 @@ use eddy_bus::{
     ReadBatch, ReadFrom, RedriveTarget, Retention, RetryPolicy, StartAt, StoredEvent,
     SubscriptionConfig, SubscriptionInfo, SubscriptionStats, TopicConfig, TopicInfo, TopicStats,
 };
+use eddy_bus::{
+    AllFilter, AllSlice, AppendResult, Direction, ExpectedVersion, RecordedEvent, StreamFrom,
+    StreamInfo, StreamMetadata, StreamSlice,
+};
 use eddy_proto::{
     Decoded, FRAME_BYTES_DEFAULT, Frame, Hello, Message, Request, Response, Welcome, WireError,
     decode_frame, encode_frame,
@@ -45,6 +49,25 @@ pub fn stored(offset: u64) -> StoredEvent {
         offset: Offset(offset),
         timestamp_ms: 1_700_000_000_123,
         event: full_event(),
+    }
+}
+
+/// An event of stream `order-1` at this version, with every attribute set.
+pub fn recorded(version: u64) -> RecordedEvent {
+    RecordedEvent {
+        stream: "order-1".into(),
+        version,
+        position: 1000 + version,
+        timestamp_ms: 1_700_000_000_456,
+        event: full_event(),
+    }
+}
+
+pub fn stream_metadata() -> StreamMetadata {
+    StreamMetadata {
+        max_age_ms: Some(86_400_000),
+        max_count: None,
+        truncate_before: Some(u64::MAX),
     }
 }
 
@@ -312,6 +335,34 @@ pub fn every_kind() -> Vec<Frame> {
             name: "orders.placed".into(),
         },
         Request::SubscriptionStats { name: sub() },
+        Request::Append {
+            stream: "order-1".into(),
+            expected: ExpectedVersion::Exact(41),
+            events: vec![full_event(), Event::new("ItemAdded", "")],
+        },
+        Request::ReadStream {
+            stream: "order-1".into(),
+            from: StreamFrom::Version(7),
+            direction: Direction::Backward,
+            max: 100,
+        },
+        Request::ReadAll {
+            from: 1 << 40,
+            filter: AllFilter::Category("order".into()),
+            max: 500,
+            wait_ms: 30_000,
+        },
+        Request::StreamInfo {
+            stream: "$snap-order-1".into(),
+        },
+        Request::SetStreamMetadata {
+            stream: "order-1".into(),
+            metadata: stream_metadata(),
+        },
+        Request::DeleteStream {
+            stream: "order-1".into(),
+            expected: ExpectedVersion::NoStream,
+        },
     ];
     let responses = vec![
         Response::Welcome(Welcome {
@@ -392,6 +443,30 @@ pub fn every_kind() -> Vec<Frame> {
             oldest_unacked_age_ms: Some(1500),
             dead_letters: 1,
         }),
+        Response::Appended(AppendResult {
+            first_version: 3,
+            last_version: 4,
+            position: u64::MAX,
+            duplicate: true,
+        }),
+        Response::StreamSlice(StreamSlice {
+            events: vec![recorded(2), recorded(1)],
+            last_version: Some(9),
+            next: Some(0),
+        }),
+        Response::AllSlice(AllSlice {
+            events: vec![recorded(0), recorded(5)],
+            next: 1006,
+            head: 2000,
+        }),
+        Response::StreamInfoShown(StreamInfo {
+            stream: "order-1".into(),
+            last_version: None,
+            metadata: stream_metadata(),
+            deleted: true,
+        }),
+        Response::MetadataSet,
+        Response::StreamDeleted,
         Response::Error(WireError::from(&BusError::LimitExceeded {
             what: "event",
             setting: "event_bytes_max",
