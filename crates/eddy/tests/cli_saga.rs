@@ -93,3 +93,42 @@ fn saga_list_and_show_read_a_runs_sagas() {
     let missing = eddy(&["saga", "show", "nope", "--dir", d]);
     assert_eq!(missing.status.code(), Some(3), "not found");
 }
+
+mod support;
+
+/// The same through a server: the demo's orchestrator and participants as
+/// clients (a connection each), then `eddy saga` against the server.
+#[test]
+fn the_orchestration_demo_and_saga_commands_work_through_a_server() {
+    let server = support::Server::start();
+    server
+        .eddy(&[
+            "demo",
+            "shop",
+            "--style",
+            "orchestration",
+            "--orders",
+            "10",
+            "--seed",
+            "5",
+            "--run",
+            "srv",
+            "--payment-failure-rate",
+            "0.5",
+            "--out-of-stock-rate",
+            "0",
+            "--server",
+            server.addr(),
+        ])
+        .ok()
+        .stdout_has(&["10 orders as sagas", "0 unfinished", "all consistent"]);
+    server
+        .eddy(&["saga", "list"])
+        .ok()
+        .stdout_has(&["o-srv-0", "10 sagas"]);
+    server
+        .eddy(&["saga", "show", "o-srv-0"])
+        .ok()
+        .stdout_has(&["started", "reserve-inventory"]);
+    server.eddy(&["saga", "show", "nope"]).code(3);
+}

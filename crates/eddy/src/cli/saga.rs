@@ -118,10 +118,15 @@ pub fn run(args: SagaArgs) -> Result<()> {
             text?
         }
         None => {
-            let _ = &place.remote;
-            bail!(Usage(
-                "eddy saga reads an embedded store's folder: give --dir".into()
-            ))
+            let mut text = None;
+            place.remote.run(|client| {
+                let (verb, text) = (&args.verb, &mut text);
+                async move {
+                    *text = Some(render(&client, verb).await?);
+                    Ok(())
+                }
+            })?;
+            text.unwrap_or_default()
         }
     };
     let mut out = Out::new();

@@ -341,22 +341,49 @@ fn orchestration(args: &ShopArgs, shop: shop::ShopConfig) -> Result<()> {
             runtime()?.block_on(async {
                 let bus = Broker::open(args.dir.join("bus"), BrokerConfig::default())
                     .with_context(|| format!("open the embedded bus in {}", args.dir.display()))?;
+                let connect = || {
+                    let bus = bus.clone();
+                    async move { Ok::<_, anyhow::Error>(bus) }
+                };
                 let report =
-                    saga::run_on(&bus, run.clone(), &args.dir.join("services"), deadline).await;
+                    saga::run_on(connect, run.clone(), &args.dir.join("services"), deadline).await;
                 bus.close().context("close the embedded bus")?;
                 report
             })?
         }
-        Some(_) => bail!(super::exit::Usage(
-            "--style orchestration runs on the embedded bus (--dir) for now".into()
-        )),
+        Some(server) => {
+            println!("orchestrator and services in this process, against the server at {server}");
+            let data = std::env::temp_dir().join(format!("eddy-saga-demo-{}", run.shop.run));
+            let report = runtime()?.block_on(async {
+                let client_config = ClientConfig {
+                    token: args.token.clone(),
+                    client_name: "eddy-demo-saga".into(),
+                    ..ClientConfig::default()
+                };
+                let connect = || {
+                    let client_config = client_config.clone();
+                    async move {
+                        Client::connect(server.as_str(), client_config)
+                            .await
+                            .with_context(|| {
+                                format!(
+                                    "connect to the server at {server} (is `eddy serve` running?)"
+                                )
+                            })
+                    }
+                };
+                saga::run_on(connect, run.clone(), &data, deadline).await
+            });
+            let _ = std::fs::remove_dir_all(&data);
+            report?
+        }
     };
     print!("{}", saga::render(&report, &run));
-    println!(
-        "see one saga: eddy saga show o-{}-0 --dir {}",
-        run.shop.run,
-        args.dir.display()
-    );
+    let place = match &args.server {
+        None => format!("--dir {}", args.dir.display()),
+        Some(server) => format!("--server {server}"),
+    };
+    println!("see one saga: eddy saga show o-{}-0 {place}", run.shop.run);
     saga::verdict(&report)
 }
 

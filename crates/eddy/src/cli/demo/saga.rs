@@ -272,22 +272,32 @@ pub struct SagaSummaryReport {
 
 /// Runs every order of the run as a saga on `bus`, with the participants
 /// and the orchestrator in this process; then checks the ledgers.
-pub async fn run_on<B: Bus + EventStore + Clone + std::fmt::Debug>(
-    bus: &B,
+///
+/// `connect` gives each part its own handle on the bus: through a server,
+/// a connection each (as separate processes would have), so one part's
+/// long polls never queue another's requests.
+pub async fn run_on<B, F, Fut>(
+    connect: F,
     run: SagaRun,
     data: &Path,
     deadline: Duration,
-) -> Result<SagaSummaryReport> {
+) -> Result<SagaSummaryReport>
+where
+    B: Bus + EventStore + Clone + std::fmt::Debug,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<B>>,
+{
     let run = Arc::new(run);
+    let bus = &connect().await?;
     setup(bus).await?;
     let mut participants = Vec::new();
     for p in PARTICIPANTS {
-        participants.push(start_participant(p, bus, &run, data)?);
+        participants.push(start_participant(p, &connect().await?, &run, data)?);
     }
     let trace = run.trace || run.pause_after.is_some();
     let pause = run.pause_after.clone();
     let orchestrator = Orchestrator::new(
-        bus.clone(),
+        connect().await?,
         OrchestratorConfig {
             subscription: "shop-saga-orchestrator".into(),
             tick_ms: 50,

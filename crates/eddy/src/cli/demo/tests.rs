@@ -211,8 +211,12 @@ async fn saga_run(
         pause_after: None,
         trace: false,
     };
+    let connect = || {
+        let bus = bus.clone();
+        async move { Ok::<_, anyhow::Error>(bus) }
+    };
     let report = super::saga::run_on(
-        &bus,
+        connect,
         run,
         &dir.path().join("services"),
         Duration::from_secs(60),
