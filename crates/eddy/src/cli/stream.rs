@@ -128,8 +128,8 @@ struct MetaArgs {
 
 #[derive(Debug, Args)]
 struct AllArgs {
-    /// The `$all` position to start at (a `next` or `position` printed
-    /// before).
+    /// The `$all` position to start at (an event's printed position plus
+    /// one goes on after it).
     #[arg(long, value_name = "POSITION", default_value_t = 0)]
     from: u64,
     /// Only events of this category's streams (`order` for `order-*`).
