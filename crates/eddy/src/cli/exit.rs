@@ -5,8 +5,8 @@
 //! | 0    | success (also: nothing to consume)        |                            |
 //! | 1    | unexpected or internal error              | anything else              |
 //! | 2    | usage error: bad flags or values          | (clap, and [`Usage`])      |
-//! | 3    | not found                                 | 2001, 2003, 3001, 5002     |
-//! | 4    | already exists, or a conflicting state    | 2002, 3002, 4001–4004, 5003|
+//! | 3    | not found                                 | 2001, 2003, 3001, 5002, 7002 |
+//! | 4    | already exists, or a conflicting state    | 2002, 3002, 4001–4004, 5003, 7001, 7003 |
 //! | 5    | bad input refused by the server           | 1xxx, 5001                 |
 //! | 6    | not authenticated, or permission denied   | 6001, 6002                 |
 //! | 7    | server unavailable                        | cannot connect, 9004, 9005 |
@@ -25,8 +25,9 @@ Exit codes:
   0  success (also when `consume` or `read` found nothing: a note goes to stderr)
   1  unexpected or internal error
   2  usage error: bad flags or values
-  3  not found: topic, partition, subscription or dead letter
-  4  already exists, or conflicting state (delivery already settled, source gone)
+  3  not found: topic, partition, subscription, dead letter or stream
+  4  already exists, or conflicting state (delivery already settled, source gone,
+     a stream not at the expected version, an event id of another stream)
   5  bad input refused by the server: names, limits, offsets out of range
   6  not authenticated or permission denied: see --token / EDDY_TOKEN
   7  server unavailable: cannot connect, or the connection was lost
@@ -151,6 +152,23 @@ pub fn explain(err: BusError, server: &str) -> anyhow::Error {
         BusError::RedriveSourceGone(_) => {
             Some("redrive it to a topic instead with `--to-topic <topic>`".to_string())
         }
+        BusError::WrongExpectedVersion { stream, actual, .. } => Some(match actual {
+            Some(v) => format!(
+                "it was written since: read its latest events with `eddy stream read {stream} \
+                 --backward --max 10`, then decide again with `--expected {v}`"
+            ),
+            None => format!(
+                "it does not exist (or was deleted): append with `--expected no_stream` or \
+                 `any`; see `eddy stream info {stream}`"
+            ),
+        }),
+        BusError::StreamNotFound(s) => Some(format!(
+            "see `eddy stream info {s}`; reading a stream that does not exist prints nothing"
+        )),
+        BusError::EventIdInUse { .. } => Some(
+            "event ids are unique across streams: give this event another --id, or none"
+                .to_string(),
+        ),
         BusError::Unauthenticated(_) => Some(
             "pass a token with --token or set EDDY_TOKEN (an operator creates one with \
              `eddy token create`)"
@@ -259,6 +277,15 @@ mod tests {
             (BusError::Closed, UNAVAILABLE),
             (BusError::Unavailable("x".into()), UNAVAILABLE),
             (BusError::Corrupt("x".into()), STORAGE),
+            (BusError::StreamNotFound("s-1".into()), NOT_FOUND),
+            (
+                BusError::WrongExpectedVersion {
+                    stream: "s-1".into(),
+                    expected: "3".into(),
+                    actual: Some(4),
+                },
+                CONFLICT,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(bus_exit_code(&err), code, "{err:?}");

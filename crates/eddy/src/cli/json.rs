@@ -10,11 +10,16 @@
 //! `timestamp` (ms since the epoch). The HTTP API uses the same shape.
 //!
 //! A delivery is `{"ack_id", "attempt", "lease_deadline_ms", "event"}`.
+//!
+//! An event of the event store is the event plus `stream`, `version`,
+//! `position` and `timestamp`; a stream's settings are `{"max_age_ms",
+//! "max_count", "truncate_before"}` (each `null` if unset) — the HTTP
+//! API's shapes.
 
 use eddy_bus::{
-    Backoff, DeadLetter, Delivery, DeliveryMode, Event, PartitionInfo, Published, RetryPolicy,
-    StartAt, StoredEvent, SubscriptionConfig, SubscriptionInfo, SubscriptionStats, TopicInfo,
-    TopicStats,
+    AppendResult, Backoff, DeadLetter, Delivery, DeliveryMode, Event, PartitionInfo, Published,
+    RecordedEvent, RetryPolicy, StartAt, StoredEvent, StreamInfo, StreamMetadata,
+    SubscriptionConfig, SubscriptionInfo, SubscriptionStats, TopicInfo, TopicStats,
 };
 use serde_json::{Map, Value, json};
 
@@ -237,6 +242,47 @@ pub fn dead_letter(d: &DeadLetter) -> Value {
         "dead_at_ms": d.dead_at_ms,
         "redrives": d.redrives,
         "event": stored_event(&d.event),
+    })
+}
+
+/// An event of the event store: the event plus its stream, version,
+/// position in `$all` and append time.
+pub fn recorded_event(r: &RecordedEvent) -> Value {
+    let mut m = event_fields(&r.event);
+    m.insert("stream".into(), r.stream.clone().into());
+    m.insert("version".into(), r.version.into());
+    m.insert("position".into(), r.position.into());
+    m.insert("timestamp".into(), r.timestamp_ms.into());
+    m.into()
+}
+
+/// Where an append put its events.
+pub fn append_result(stream: &str, r: &AppendResult) -> Value {
+    json!({
+        "stream": stream,
+        "first_version": r.first_version,
+        "last_version": r.last_version,
+        "position": r.position,
+        "duplicate": r.duplicate,
+    })
+}
+
+/// A stream's settings.
+pub fn stream_metadata(m: &StreamMetadata) -> Value {
+    json!({
+        "max_age_ms": m.max_age_ms,
+        "max_count": m.max_count,
+        "truncate_before": m.truncate_before,
+    })
+}
+
+/// What the store knows of a stream.
+pub fn stream_info(i: &StreamInfo) -> Value {
+    json!({
+        "stream": i.stream,
+        "last_version": i.last_version,
+        "metadata": stream_metadata(&i.metadata),
+        "deleted": i.deleted,
     })
 }
 

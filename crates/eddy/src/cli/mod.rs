@@ -5,7 +5,7 @@
 //! its module, a variant of [`Command`] and its line in [`run`].
 //!
 //! Commands that talk to a server (`topic`, `publish`, `consume`, `read`,
-//! `sub`, `dlq`, `stats`) share the flags of [`connect::Remote`]:
+//! `sub`, `dlq`, `stats`, `stream`) share the flags of [`connect::Remote`]:
 //! `--server` (env `EDDY_SERVER`, default `127.0.0.1:7420`), `--token`
 //! (env `EDDY_TOKEN`), `--tls-ca` / `--tls-server-name` for a server
 //! speaking TLS, and `--json`. Their output is for people by default
@@ -16,8 +16,8 @@
 //! | 0    | success (also when there was nothing to consume or read) |
 //! | 1    | unexpected or internal error                             |
 //! | 2    | usage error                                              |
-//! | 3    | not found (2001, 2003, 3001, 5002)                       |
-//! | 4    | already exists or conflict (2002, 3002, 4001–4004, 5003) |
+//! | 3    | not found (2001, 2003, 3001, 5002, 7002)                 |
+//! | 4    | already exists or conflict (2002, 3002, 4001–4004, 5003, 7001, 7003) |
 //! | 5    | bad input refused by the server (1xxx, 5001)             |
 //! | 6    | not authenticated or permission denied (6001, 6002)      |
 //! | 7    | server unavailable (cannot connect, 9004, 9005)          |
@@ -38,6 +38,7 @@ mod read;
 mod saga;
 mod serve;
 mod stats;
+mod stream;
 mod sub;
 mod token;
 mod topic;
@@ -89,6 +90,9 @@ enum Command {
     Stats(stats::StatsArgs),
     /// The sagas an orchestrator runs: list them, show one's history.
     Saga(saga::SagaArgs),
+    /// The event store: append to and read streams (with expected
+    /// versions), their settings, deletes, and the global feed `$all`.
+    Stream(stream::StreamArgs),
     /// Draw one business transaction's flow (a correlation id) from the
     /// bus as a Mermaid sequence diagram.
     Trace(trace::TraceArgs),
@@ -112,6 +116,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dlq(args) => dlq::run(args),
         Command::Stats(args) => stats::run(args),
         Command::Saga(args) => saga::run(args),
+        Command::Stream(args) => stream::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Log(args) => log::run(args),
         Command::Bench(args) => bench::run(args),
