@@ -450,25 +450,12 @@ impl Broker {
                 actual: events.len() as u64,
             });
         }
-        let limits = &self.inner.config.event_limits;
-        for e in events.iter() {
-            e.validate(limits)?;
-        }
-        let bytes: usize = events.iter().map(Event::size_bytes).sum();
-        if bytes > PUBLISH_BATCH_BYTES_MAX {
-            return Err(BusError::LimitExceeded {
-                what: "publish batch bytes",
-                setting: "PUBLISH_BATCH_BYTES_MAX (split the batch)",
-                limit: PUBLISH_BATCH_BYTES_MAX as u64,
-                actual: bytes as u64,
-            });
-        }
-        for e in events.iter_mut() {
-            if e.id.is_empty() {
-                e.id = uuid::Uuid::now_v7().to_string();
-            }
-        }
-        Ok(())
+        check_events(
+            events,
+            &self.inner.config.event_limits,
+            "publish batch bytes",
+            "PUBLISH_BATCH_BYTES_MAX (split the batch)",
+        )
     }
 
     /// Publishes from an async task: the write (to the page cache) runs on
@@ -872,6 +859,36 @@ impl Broker {
         };
         self.inner.journal.install_snapshot(&ops, at)
     }
+}
+
+/// Checks every event against `limits` and their bytes together against
+/// [`PUBLISH_BATCH_BYTES_MAX`] (refused as `what`, naming `setting`), then
+/// gives every event without an id a fresh one (UUIDv7). Shared by
+/// publishes and event-store appends.
+pub(crate) fn check_events(
+    events: &mut [Event],
+    limits: &eddy_bus::EventLimits,
+    what: &'static str,
+    setting: &'static str,
+) -> Result<()> {
+    for e in events.iter() {
+        e.validate(limits)?;
+    }
+    let bytes: usize = events.iter().map(Event::size_bytes).sum();
+    if bytes > PUBLISH_BATCH_BYTES_MAX {
+        return Err(BusError::LimitExceeded {
+            what,
+            setting,
+            limit: PUBLISH_BATCH_BYTES_MAX as u64,
+            actual: bytes as u64,
+        });
+    }
+    for e in events.iter_mut() {
+        if e.id.is_empty() {
+            e.id = uuid::Uuid::now_v7().to_string();
+        }
+    }
+    Ok(())
 }
 
 /// Most events in one publish.

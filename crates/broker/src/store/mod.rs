@@ -31,7 +31,6 @@ use eddy_bus::{
 use eddy_log::{Clock, FsyncPolicy, Log, LogConfig, Offset, StoredRecord};
 use tokio::sync::watch;
 
-use crate::PUBLISH_BATCH_BYTES_MAX;
 use crate::commit::Committer;
 use crate::error::from_log;
 use crate::topic::READ_RESULT_BYTES_MAX;
@@ -134,24 +133,12 @@ impl Store {
                 ),
             });
         }
-        for e in events.iter() {
-            e.validate(limits)?;
-        }
-        let bytes: usize = events.iter().map(Event::size_bytes).sum();
-        if bytes > PUBLISH_BATCH_BYTES_MAX {
-            return Err(BusError::LimitExceeded {
-                what: "append bytes",
-                setting: "PUBLISH_BATCH_BYTES_MAX (split the append)",
-                limit: PUBLISH_BATCH_BYTES_MAX as u64,
-                actual: bytes as u64,
-            });
-        }
-        for e in events.iter_mut() {
-            if e.id.is_empty() {
-                e.id = uuid::Uuid::now_v7().to_string();
-            }
-        }
-        Ok(())
+        crate::broker::check_events(
+            events,
+            limits,
+            "append bytes",
+            "PUBLISH_BATCH_BYTES_MAX (split the append)",
+        )
     }
 
     /// Decides and writes an append (checked by [`Store::check_append`])

@@ -119,3 +119,32 @@ impl Remote {
         result.explain(&self.server)
     }
 }
+
+/// Runs `f` on the embedded bus in the folder `dir` (not in use by another
+/// process; `eddy demo shop --dir` keeps its bus in `bus` inside), then
+/// closes the bus.
+pub fn with_folder<T>(
+    dir: &std::path::Path,
+    f: impl AsyncFnOnce(&eddy_broker::Broker) -> Result<T>,
+) -> Result<T> {
+    let folder = if dir.join("bus").is_dir() {
+        dir.join("bus")
+    } else {
+        dir.to_path_buf()
+    };
+    if !folder.is_dir() {
+        anyhow::bail!(super::exit::Usage(format!(
+            "--dir {}: no such folder",
+            dir.display()
+        )));
+    }
+    let bus = eddy_broker::Broker::open(&folder, eddy_broker::BrokerConfig::default())
+        .with_context(|| format!("open the embedded bus in {}", folder.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let result = runtime.block_on(f(&bus));
+    bus.close().context("close the embedded bus")?;
+    result
+}

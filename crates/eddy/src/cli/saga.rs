@@ -4,15 +4,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use eddy_broker::{Broker, BrokerConfig};
 use eddy_bus::EventStore;
 use eddy_runtime::saga::{Phase, SagaEvent, SagaSummary, Status, list_sagas, saga_history};
 use serde_json::json;
 
-use super::connect::Remote;
-use super::exit::Usage;
+use super::connect::{Remote, with_folder};
 use super::output::{Out, Table, time};
 
 #[derive(Debug, Args)]
@@ -97,26 +95,7 @@ pub fn run(args: SagaArgs) -> Result<()> {
         Verb::Cancel(a) => &a.place,
     };
     let text = match &place.dir {
-        Some(dir) => {
-            // `eddy demo shop --dir` keeps its bus in `bus` inside.
-            let folder = if dir.join("bus").is_dir() {
-                dir.join("bus")
-            } else {
-                dir.clone()
-            };
-            if !folder.is_dir() {
-                bail!(Usage(format!("--dir {}: no such folder", dir.display())));
-            }
-            let bus = Broker::open(&folder, BrokerConfig::default())
-                .with_context(|| format!("open the embedded store in {}", folder.display()))?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("start the async runtime")?;
-            let text = runtime.block_on(render(&bus, &args.verb));
-            bus.close().context("close the embedded store")?;
-            text?
-        }
+        Some(dir) => with_folder(dir, async |bus| render(bus, &args.verb).await)?,
         None => {
             let mut text = None;
             place.remote.run(|client| {

@@ -21,13 +21,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
-use eddy_broker::{Broker, BrokerConfig};
 use eddy_bus::{Bus, DeadLetter, Offset, ReadFrom, StoredEvent};
 use eddy_runtime::HANDLER_FAILED;
 
-use super::connect::Remote;
+use super::connect::{Remote, with_folder};
 use super::exit::Usage;
 use super::parse::{self, Position};
 
@@ -70,24 +69,8 @@ pub fn run(args: TraceArgs) -> Result<()> {
     };
     let text = match &args.dir {
         Some(dir) => {
-            // `eddy demo shop --dir` keeps its bus in `bus` inside.
-            let folder = if dir.join("bus").is_dir() {
-                dir.join("bus")
-            } else {
-                dir.clone()
-            };
-            if !folder.is_dir() {
-                bail!(Usage(format!("--dir {}: no such folder", dir.display())));
-            }
-            let bus = Broker::open(&folder, BrokerConfig::default())
-                .with_context(|| format!("open the embedded bus in {}", folder.display()))?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("start the async runtime")?;
-            let found = runtime.block_on(collect(&bus, &query));
-            bus.close().context("close the embedded bus")?;
-            render(&found?, &query.id)?
+            let found = with_folder(dir, async |bus| collect(bus, &query).await)?;
+            render(&found, &query.id)?
         }
         None => {
             let mut text = None;
