@@ -76,9 +76,29 @@ pub struct BenchStoreArgs {
     /// between this benchmark's markers is replaced, the rest of FILE kept.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Only these workloads (comma-separated) [default: both]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["appends", "reads"])]
+    only: Vec<String>,
+    /// Only these targets (comma-separated) [default: both]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["eddy", "postgres"])]
+    targets: Vec<String>,
     /// A smoke run: 2 s of appends, 0.5 s of each read, one round.
     #[arg(long)]
     quick: bool,
+}
+
+impl BenchStoreArgs {
+    fn runs(&self, workload: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == workload)
+    }
+
+    fn runs_on(&self, side: Side) -> bool {
+        let flag = match side {
+            Side::Eddy => "eddy",
+            Side::Postgres => "postgres",
+        };
+        self.targets.is_empty() || self.targets.iter().any(|t| t == flag)
+    }
 }
 
 /// What each row runs, from the flags.
@@ -162,6 +182,13 @@ pub fn run(args: &BenchStoreArgs) -> Result<()> {
     let mut results: Results = Workload::ALL
         .iter()
         .flat_map(|&w| [(w, Side::Eddy), (w, Side::Postgres)])
+        .filter(|&(w, side)| {
+            let kind = match w {
+                Workload::Appends => "appends",
+                Workload::Read(_) => "reads",
+            };
+            args.runs(kind) && args.runs_on(side)
+        })
         .map(|(w, side)| match (&server, side) {
             (Err(why), Side::Postgres) => ((w, side), Err(why.clone())),
             _ => ((w, side), Ok(Vec::new())),
@@ -173,8 +200,9 @@ pub fn run(args: &BenchStoreArgs) -> Result<()> {
         } else {
             [Side::Postgres, Side::Eddy]
         };
-        for side in sides {
-            if skipped(&results, side) {
+        let sides: Vec<Side> = sides.into_iter().filter(|&s| args.runs_on(s)).collect();
+        for &side in sides.iter().filter(|_| args.runs("appends")) {
+            if side == Side::Postgres && server.is_err() {
                 continue;
             }
             // Nothing dirty in the page cache from the rows before.
@@ -201,8 +229,8 @@ pub fn run(args: &BenchStoreArgs) -> Result<()> {
             record(&mut results, Workload::Appends, side, round, measured);
             let _ = std::fs::remove_dir_all(scratch.join(&format!("appends-{round}")));
         }
-        for side in sides {
-            if skipped(&results, side) {
+        for &side in sides.iter().filter(|_| args.runs("reads")) {
+            if side == Side::Postgres && server.is_err() {
                 continue;
             }
             flush_page_cache()?;
@@ -260,13 +288,6 @@ pub fn run(args: &BenchStoreArgs) -> Result<()> {
         super::write_section(path, NAME, &md)?;
     }
     scratch.remove()
-}
-
-/// Whether `side`'s rows were skipped (its server unreachable).
-fn skipped(results: &Results, side: Side) -> bool {
-    results
-        .iter()
-        .any(|((w, s), runs)| *w == Workload::Appends && *s == side && runs.is_err())
 }
 
 /// Adds a run to a row (an error skips the row from then on), and prints it.

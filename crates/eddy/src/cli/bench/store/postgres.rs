@@ -137,7 +137,7 @@ pub(super) async fn probe(conn: &str) -> Result<Server, String> {
         let client = match connect_with(&config).await {
             Ok(client) => client,
             Err(e) => {
-                failures.push(format!("as {user}: {e}"));
+                failures.push(format!("as {user}: {:#}", anyhow::Error::from(e)));
                 continue;
             }
         };
