@@ -89,14 +89,16 @@ pub(super) fn appends(
 ) -> Result<Measured> {
     let broker = Broker::open(dir, BrokerConfig::default())
         .with_context(|| format!("open a broker in {}", dir.display()))?;
-    let measured = runtime.block_on(workload::run_appends(
-        Eddy(broker.clone()),
-        tasks,
-        streams,
-        run_time,
-    ));
+    let (measured, cpu) = super::cpu::during(&[], || {
+        runtime.block_on(workload::run_appends(
+            Eddy(broker.clone()),
+            tasks,
+            streams,
+            run_time,
+        ))
+    });
     broker.close()?;
-    measured
+    Ok(Measured { cpu, ..measured? })
 }
 
 /// The reads and loads, each for `run_time`, on the read data set written

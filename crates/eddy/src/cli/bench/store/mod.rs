@@ -24,6 +24,7 @@
 //! ratio over PostgreSQL, and the disk flushes each append row caused. A
 //! server that cannot be reached is reported as skipped, with why.
 
+mod cpu;
 mod eddy;
 mod postgres;
 mod report;

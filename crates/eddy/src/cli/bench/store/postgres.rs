@@ -24,6 +24,7 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
 use uuid::Uuid;
 
+use super::cpu;
 use super::workload::{self, AppendTarget, Measured, Outcome, Page, ReadTarget, ReadWorkload};
 
 /// Most connections of the pool: the appenders share them beyond this.
@@ -488,8 +489,15 @@ pub(super) fn appends(
 ) -> Result<Measured> {
     runtime.block_on(async {
         let _admin = server.fresh_table().await?;
-        let pool = Pool::open(server, pool_size(tasks)).await?;
-        workload::run_appends(Postgres(Arc::new(pool)), tasks, streams, run_time).await
+        let pool = Arc::new(Pool::open(server, pool_size(tasks)).await?);
+        // The backends live as long as the pool: their CPU time is read
+        // before they exit.
+        let before = cpu::used(&["postgres"]);
+        let measured =
+            workload::run_appends(Postgres(Arc::clone(&pool)), tasks, streams, run_time).await?;
+        let after = cpu::used(&["postgres"]);
+        let cpu = before.zip(after).map(|(b, a)| a.saturating_sub(b));
+        Ok(Measured { cpu, ..measured })
     })
 }
 

@@ -211,11 +211,36 @@ pub(super) fn table_rows(results: &Results, context: &Context) -> Vec<Row> {
             );
             if w == Workload::Appends {
                 let _ = write!(notes, ", {} conflicts", grouped(conflicts as f64));
+                if let Some(cpu) = cpu(measured, side) {
+                    let _ = write!(notes, "; {cpu}");
+                }
             }
             row[9].push_str(&notes);
             row
         })
         .collect()
+}
+
+/// The median run's CPU time per append and cores kept busy: this
+/// process's, and for PostgreSQL its server processes' too.
+fn cpu(runs: &[Measured], side: Side) -> Option<String> {
+    let per_run: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|m| {
+            let cpu = m.cpu?.as_secs_f64();
+            (m.ops > 0).then(|| (cpu / m.ops as f64, cpu / m.elapsed.as_secs_f64()))
+        })
+        .collect::<Option<_>>()?;
+    let per_op = median(&per_run.iter().map(|p| p.0).collect::<Vec<_>>());
+    let cores = median(&per_run.iter().map(|p| p.1).collect::<Vec<_>>());
+    let whose = match side {
+        Side::Eddy => "the bench process, store and forwarder included",
+        Side::Postgres => "the bench process and the postgres processes",
+    };
+    Some(format!(
+        "CPU {} per append, {cores:.2} cores busy ({whose})",
+        duration(Duration::from_secs_f64(per_op))
+    ))
 }
 
 /// The median run's flushes per second and appends per flush.
@@ -342,6 +367,7 @@ mod tests {
             latencies: (1..=ops).map(Duration::from_millis).collect(),
             conflicts: 0,
             flushes: Some(flushes),
+            cpu: Some(Duration::from_millis(ops / 2)),
         }
     }
 
@@ -381,6 +407,11 @@ mod tests {
             rows[0][9]
         );
         assert!(rows[1][9].contains("a pool of 64 connections"));
+        assert!(
+            rows[0][9].contains("CPU 500 µs per append, 0.10 cores busy (the bench process"),
+            "{}",
+            rows[0][9]
+        );
         let judged = judge(&results, &context);
         assert_eq!(judged[0].verdict, Verdict::Miss);
         assert!(judged[0].measured.starts_with("4.00× (200 vs 50"));

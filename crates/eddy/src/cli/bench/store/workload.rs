@@ -178,19 +178,21 @@ pub(super) struct ItemAdded {
     pub note: String,
 }
 
-/// The `n`th event of `order`, as [`EVENT_BYTES`] of JSON (the note pads
-/// it).
+/// The `n`th event of `order`, as [`EVENT_BYTES`] of JSON (the note, its
+/// last field, pads it).
 pub(super) fn item_json(order: &str, n: u64) -> String {
-    let mut item = ItemAdded {
+    let item = ItemAdded {
         order: order.to_string(),
         sku: format!("sku-{:05}", n % 100_000),
         price_cents: 100 + n % 9_900,
         quantity: 1 + n % 5,
         note: String::new(),
     };
-    let bare = serde_json::to_string(&item).unwrap_or_default().len();
-    item.note = "x".repeat(EVENT_BYTES.saturating_sub(bare));
-    serde_json::to_string(&item).unwrap_or_default()
+    let mut json = serde_json::to_string(&item).unwrap_or_default();
+    // `…,"note":""}`: the padding goes between the quotes.
+    let pad = EVENT_BYTES.saturating_sub(json.len());
+    json.insert_str(json.len() - 2, &"x".repeat(pad));
+    json
 }
 
 /// The aggregate: an order's item count and total, folded from its
@@ -356,6 +358,9 @@ pub(super) struct Measured {
     pub conflicts: u64,
     /// Flushes the disk completed during the run, if known.
     pub flushes: Option<u64>,
+    /// CPU time the run used (appends: this process, and the server's
+    /// processes), if known.
+    pub cpu: Option<Duration>,
 }
 
 impl Measured {
