@@ -13,7 +13,9 @@ use eddy_bus::{BusError, Direction, Event, EventStore, ExpectedVersion, StreamFr
 use eddy_log::FsyncPolicy;
 use tokio::runtime::Runtime;
 
-use super::workload::{self, AppendTarget, Measured, Outcome, Page, ReadTarget, ReadWorkload};
+use super::workload::{
+    self, AppendTarget, Appenders, Measured, Outcome, Page, ReadTarget, ReadWorkload,
+};
 
 /// The expected version of an append to a stream whose last version is
 /// `last`.
@@ -80,22 +82,11 @@ impl ReadTarget for Eddy {
 }
 
 /// One run of the appenders on a fresh store in `dir`.
-pub(super) fn appends(
-    runtime: &Runtime,
-    dir: &Path,
-    tasks: u64,
-    streams: u64,
-    run_time: Duration,
-) -> Result<Measured> {
+pub(super) fn appends(runtime: &Runtime, dir: &Path, plan: Appenders) -> Result<Measured> {
     let broker = Broker::open(dir, BrokerConfig::default())
         .with_context(|| format!("open a broker in {}", dir.display()))?;
     let (measured, cpu) = super::cpu::during(&[], || {
-        runtime.block_on(workload::run_appends(
-            Eddy(broker.clone()),
-            tasks,
-            streams,
-            run_time,
-        ))
+        runtime.block_on(workload::run_appends(Eddy(broker.clone()), plan))
     });
     broker.close()?;
     Ok(Measured { cpu, ..measured? })

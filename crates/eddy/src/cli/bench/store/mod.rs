@@ -39,7 +39,7 @@ use clap::Args;
 use super::report::RunInfo;
 use super::units::grouped;
 use super::{Scratch, check_parent_exists, parse_seconds, target};
-use workload::{Measured, ReadWorkload};
+use workload::{Appenders, Measured, ReadWorkload};
 
 const NAME: &str = "eddy bench store";
 
@@ -77,6 +77,11 @@ pub struct BenchStoreArgs {
     /// between this benchmark's markers is replaced, the rest of FILE kept.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Name the appends' streams `order<n>`, without a category, so the
+    /// store publishes none of their events to the bus (`es.order`): what
+    /// that forwarding costs. PostgreSQL's rows do not change
+    #[arg(long)]
+    uncategorized: bool,
     /// Only these workloads (comma-separated) [default: both]
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = ["appends", "reads"])]
     only: Vec<String>,
@@ -105,9 +110,7 @@ impl BenchStoreArgs {
 /// What each row runs, from the flags.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
-    tasks: u64,
-    streams: u64,
-    append_time: Duration,
+    appenders: Appenders,
     read_time: Duration,
     rounds: u32,
 }
@@ -119,9 +122,16 @@ impl Plan {
             Duration::from_secs_f64(s.unwrap_or(if quick { short } else { normal }))
         };
         Plan {
-            tasks: args.appenders,
-            streams: args.streams,
-            append_time: secs(args.seconds, 10.0, 2.0),
+            appenders: Appenders {
+                tasks: args.appenders,
+                streams: args.streams,
+                run_time: secs(args.seconds, 10.0, 2.0),
+                prefix: if args.uncategorized {
+                    workload::UNCATEGORIZED
+                } else {
+                    workload::CATEGORIZED
+                },
+            },
             read_time: secs(args.read_seconds, 2.0, 0.5),
             rounds: args.rounds.unwrap_or(if quick { 1 } else { 3 }),
         }
@@ -165,11 +175,13 @@ pub fn run(args: &BenchStoreArgs) -> Result<()> {
     let scratch = Scratch::create(args.dir.as_deref())?;
     let run = RunInfo::start(scratch.path());
     run.print_heading(NAME);
+    let a = plan.appenders;
     println!(
-        "appends: {} tasks for {:.1} s over {} streams; reads and loads: {:.1} s each; {} rounds, rows interleaved",
-        plan.tasks,
-        plan.append_time.as_secs_f64(),
-        grouped(plan.streams as f64),
+        "appends: {} tasks for {:.1} s over {} streams {}<n>; reads and loads: {:.1} s each; {} rounds, rows interleaved",
+        a.tasks,
+        a.run_time.as_secs_f64(),
+        grouped(a.streams as f64),
+        a.prefix,
         plan.read_time.as_secs_f64(),
         plan.rounds
     );
@@ -213,13 +225,9 @@ pub fn run(args: &BenchStoreArgs) -> Result<()> {
                 (Side::Eddy, _) => Ok(eddy::appends(
                     &runtime,
                     &scratch.join(&format!("appends-{round}")),
-                    plan.tasks,
-                    plan.streams,
-                    plan.append_time,
+                    plan.appenders,
                 )?),
-                (Side::Postgres, Ok(server)) => {
-                    postgres::appends(&runtime, server, plan.tasks, plan.streams, plan.append_time)
-                }
+                (Side::Postgres, Ok(server)) => postgres::appends(&runtime, server, plan.appenders),
                 (Side::Postgres, Err(why)) => bail!("PostgreSQL was skipped: {why}"),
             };
             let after = device.as_deref().and_then(disk_flushes);

@@ -25,7 +25,9 @@ use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
 use uuid::Uuid;
 
 use super::cpu;
-use super::workload::{self, AppendTarget, Measured, Outcome, Page, ReadTarget, ReadWorkload};
+use super::workload::{
+    self, AppendTarget, Appenders, Measured, Outcome, Page, ReadTarget, ReadWorkload,
+};
 
 /// Most connections of the pool: the appenders share them beyond this.
 pub(super) const POOL_MAX: u64 = 64;
@@ -480,21 +482,14 @@ pub(super) fn pool_size(tasks: u64) -> u64 {
 }
 
 /// One run of the appenders on a fresh table.
-pub(super) fn appends(
-    runtime: &Runtime,
-    server: &Server,
-    tasks: u64,
-    streams: u64,
-    run_time: Duration,
-) -> Result<Measured> {
+pub(super) fn appends(runtime: &Runtime, server: &Server, plan: Appenders) -> Result<Measured> {
     runtime.block_on(async {
         let _admin = server.fresh_table().await?;
-        let pool = Arc::new(Pool::open(server, pool_size(tasks)).await?);
+        let pool = Arc::new(Pool::open(server, pool_size(plan.tasks)).await?);
         // The backends live as long as the pool: their CPU time is read
         // before they exit.
         let before = cpu::used(&["postgres"]);
-        let measured =
-            workload::run_appends(Postgres(Arc::clone(&pool)), tasks, streams, run_time).await?;
+        let measured = workload::run_appends(Postgres(Arc::clone(&pool)), plan).await?;
         let after = cpu::used(&["postgres"]);
         let cpu = before.zip(after).map(|(b, a)| a.saturating_sub(b));
         Ok(Measured { cpu, ..measured })

@@ -101,18 +101,25 @@ fn durability(side: Side, context: &Context) -> String {
 
 /// What each row's client does.
 fn client(w: Workload, side: Side, plan: &Plan) -> String {
-    let streams = grouped(plan.streams as f64);
+    let a = plan.appenders;
+    let streams = grouped(a.streams as f64);
     match (w, side) {
         (Workload::Appends, Side::Eddy) => format!(
-            "{} tasks, each appending to its own streams (n % {}) of {streams}, one event of {} B JSON per append; embedded `EventStore::append`",
-            plan.tasks,
-            plan.tasks,
-            workload::EVENT_BYTES
+            "{} tasks, each appending to its own streams (n % {}) of {streams} `{}<n>`, one event of {} B JSON per append; embedded `EventStore::append`{}",
+            a.tasks,
+            a.tasks,
+            a.prefix,
+            workload::EVENT_BYTES,
+            if a.prefix == workload::CATEGORIZED {
+                ", each event also published to the bus topic `es.order`"
+            } else {
+                ", no category: nothing published to the bus"
+            }
         ),
         (Workload::Appends, Side::Postgres) => format!(
             "the same {} tasks; tokio-postgres, a pool of {} connections, one autocommit INSERT of the next version per append, unique (stream, version), jsonb data",
-            plan.tasks,
-            postgres::pool_size(plan.tasks)
+            a.tasks,
+            postgres::pool_size(a.tasks)
         ),
         (Workload::Read(r), Side::Eddy) => match r {
             ReadWorkload::Scattered => {
@@ -265,7 +272,7 @@ pub(super) fn judge(results: &Results, context: &Context) -> Vec<Judged> {
     let name = "appends, durable, vs PostgreSQL";
     let goal = format!(
         "eddy (fsync always) ≥ {TARGET}× PostgreSQL (synchronous_commit on) appends/s, 1 event per append, Exact(v), {} tasks",
-        context.plan.tasks
+        context.plan.appenders.tasks
     );
     let eddy = median_of(results, (Workload::Appends, Side::Eddy));
     let pg = median_of(results, (Workload::Appends, Side::Postgres));
@@ -276,7 +283,7 @@ pub(super) fn judge(results: &Results, context: &Context) -> Vec<Judged> {
     let judged = match (eddy, pg) {
         (Some(e), Some(p)) if p > 0.0 => {
             let ratio = e / p;
-            let caveat = context
+            let unequal = context
                 .settings
                 .as_ref()
                 .filter(|s| !s.flushes_each_commit())
@@ -286,6 +293,12 @@ pub(super) fn judge(results: &Results, context: &Context) -> Vec<Judged> {
                         s.durability()
                     )
                 });
+            let uncategorized =
+                (context.plan.appenders.prefix != workload::CATEGORIZED).then(|| {
+                    "--uncategorized: Eddy published nothing to the bus, not its default"
+                        .to_string()
+                });
+            let caveat = unequal.or(uncategorized);
             Judged {
                 name,
                 goal,
@@ -338,9 +351,12 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
-            tasks: 64,
-            streams: 100_000,
-            append_time: Duration::from_secs(10),
+            appenders: workload::Appenders {
+                tasks: 64,
+                streams: 100_000,
+                run_time: Duration::from_secs(10),
+                prefix: workload::CATEGORIZED,
+            },
             read_time: Duration::from_secs(2),
             rounds: 3,
         }
@@ -436,6 +452,18 @@ mod tests {
                 .unwrap()
                 .contains("not equal durability")
         );
+        context.settings = Some(settings("on"));
+        context.plan.appenders.prefix = workload::UNCATEGORIZED;
+        let judged = judge(&results, &context);
+        assert_eq!(judged[0].verdict, Verdict::Miss, "not Eddy's default");
+        assert!(
+            judged[0]
+                .caveat
+                .as_deref()
+                .unwrap()
+                .contains("--uncategorized")
+        );
+        context.plan.appenders.prefix = workload::CATEGORIZED;
 
         let results = appends(&[1000], Err("cannot connect to PostgreSQL".into()));
         context.settings = None;

@@ -38,9 +38,27 @@ pub(super) const SCATTERED: &str = "order-scattered";
 /// The stream appended to back to back.
 pub(super) const CONTIGUOUS: &str = "order-contiguous";
 
-/// A stream's name: `order-<n>`.
-pub(super) fn stream_name(n: u64) -> String {
-    format!("order-{n}")
+/// The appends' streams are `order-<n>`: of the category `order`, so the
+/// store also publishes their events to the bus topic `es.order`.
+pub(super) const CATEGORIZED: &str = "order-";
+/// `order<n>`: no category, so nothing is published to the bus.
+pub(super) const UNCATEGORIZED: &str = "order";
+
+/// Stream `n`'s name: `order-<n>` (or with another prefix).
+pub(super) fn stream_name(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n}")
+}
+
+/// What the appenders do.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Appenders {
+    /// Concurrent tasks, one append in flight each.
+    pub tasks: u64,
+    /// Streams `0..streams`, stream `n` belonging to task `n % tasks`.
+    pub streams: u64,
+    pub run_time: Duration,
+    /// The streams' names before their number.
+    pub prefix: &'static str,
 }
 
 /// The snapshot stream of `stream`.
@@ -309,7 +327,7 @@ pub(super) fn read_setup() -> (Vec<SetupAppend>, Order) {
             snapshots = Some(next_version(snapshots));
         }
         for _ in 0..SCATTER {
-            let stream = stream_name(other);
+            let stream = stream_name(CATEGORIZED, other);
             appends.push(SetupAppend {
                 data: item_json(&stream, other),
                 stream,
@@ -373,12 +391,13 @@ impl Measured {
 /// `tasks` appenders for `run_time`, each appending one event at a time
 /// to a stream chosen at random among its own (stream `n` belongs to task
 /// `n % tasks`), expecting the last version it knows.
-pub(super) async fn run_appends<T: AppendTarget>(
-    target: T,
-    tasks: u64,
-    streams: u64,
-    run_time: Duration,
-) -> Result<Measured> {
+pub(super) async fn run_appends<T: AppendTarget>(target: T, plan: Appenders) -> Result<Measured> {
+    let Appenders {
+        tasks,
+        streams,
+        run_time,
+        prefix,
+    } = plan;
     let start = Instant::now();
     let deadline = start + run_time;
     let mut set = tokio::task::JoinSet::new();
@@ -394,7 +413,7 @@ pub(super) async fn run_appends<T: AppendTarget>(
             let mut n = 0;
             while Instant::now() < deadline {
                 let i = rng.below(own.len());
-                let stream = stream_name(own.number(i));
+                let stream = stream_name(prefix, own.number(i));
                 let data = item_json(&stream, n);
                 n += 1;
                 let t0 = Instant::now();
@@ -684,10 +703,14 @@ mod tests {
     #[tokio::test]
     async fn appenders_count_conflicts_and_recover_the_version() {
         let store = Memory::default();
-        *store.steal.lock().unwrap() = Some(stream_name(3));
-        let done = run_appends(store.clone(), 2, 4, Duration::from_millis(20))
-            .await
-            .unwrap();
+        *store.steal.lock().unwrap() = Some(stream_name(CATEGORIZED, 3));
+        let plan = Appenders {
+            tasks: 2,
+            streams: 4,
+            run_time: Duration::from_millis(20),
+            prefix: CATEGORIZED,
+        };
+        let done = run_appends(store.clone(), plan).await.unwrap();
         assert_eq!(done.conflicts, 1);
         assert_eq!(done.latencies.len() as u64, done.ops);
         let stored: usize = store.streams.lock().unwrap().values().map(Vec::len).sum();
