@@ -17,6 +17,7 @@ mod peers;
 mod report;
 mod runtime;
 mod server;
+mod store;
 mod target;
 mod units;
 
@@ -50,6 +51,10 @@ enum BenchCommand {
     /// JetStream, Redis Streams, RabbitMQ), through their own clients, in
     /// one run: publish, fan-out, work queue, latency and retry.
     Peers(peers::BenchPeersArgs),
+    /// The event store against the machine's PostgreSQL, in one run:
+    /// durable appends with an exact expected version, stream reads and
+    /// aggregate loads with and without a snapshot.
+    Store(store::BenchStoreArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -59,6 +64,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Server(args) => server::run(&args),
         BenchCommand::Runtime(args) => runtime::run(&args),
         BenchCommand::Peers(args) => peers::run(&args),
+        BenchCommand::Store(args) => store::run(&args),
     }
 }
 
