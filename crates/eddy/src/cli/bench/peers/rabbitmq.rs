@@ -530,10 +530,20 @@ mod tests {
     use super::*;
 
     const ADDR: &str = "127.0.0.1:5672";
+    /// The longest a workload of the test may take (each takes well under
+    /// a second here): past it the test fails naming the workload, where
+    /// it would otherwise hang CI.
+    const BOUND: Duration = Duration::from_secs(120);
+
+    async fn bounded<T>(name: &str, work: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(BOUND, work)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not finish within {BOUND:?}"))
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_workload_runs_against_the_local_rabbitmq() {
-        match connect(ADDR).await {
+        match bounded("connect", connect(ADDR)).await {
             Ok(connection) => drop(connection.close(200, "OK".into()).await),
             Err(e) => {
                 eprintln!("skipped: RabbitMQ not reachable at {ADDR}: {e:#}");
@@ -543,9 +553,9 @@ mod tests {
         let payload = Bytes::from(vec![7u8; 1024]);
         let events = 1_000;
         for (name, run) in [
-            ("W1", w1(ADDR, payload.clone(), events).await),
-            ("W2", w2(ADDR, payload.clone(), events).await),
-            ("W3", w3(ADDR, payload.clone(), events).await),
+            ("W1", bounded("W1", w1(ADDR, payload.clone(), events)).await),
+            ("W2", bounded("W2", w2(ADDR, payload.clone(), events)).await),
+            ("W3", bounded("W3", w3(ADDR, payload.clone(), events)).await),
         ] {
             let elapsed = run.unwrap_or_else(|e| panic!("{name}: {e:#}"));
             eprintln!("{name}: {events} events in {elapsed:?}");
@@ -555,7 +565,7 @@ mod tests {
             rate_per_sec: 2_000,
             events,
         };
-        let measured = w4(ADDR, payload.clone(), pace)
+        let measured = bounded("W4", w4(ADDR, payload.clone(), pace))
             .await
             .unwrap_or_else(|e| panic!("W4: {e:#}"));
         assert_eq!(measured.samples.len(), 1_000);
@@ -567,7 +577,7 @@ mod tests {
             at(1.0)
         );
         let delay = Duration::from_millis(100);
-        let retried = w5(ADDR, payload, events, delay)
+        let retried = bounded("W5", w5(ADDR, payload, events, delay))
             .await
             .unwrap_or_else(|e| panic!("W5: {e:#}"));
         assert_eq!(retried.delays.len(), 1_000);
