@@ -309,9 +309,10 @@ impl Store {
             Direction::Forward => Box::new(versions.chunks(READ_STEP_EVENTS)),
             Direction::Backward => Box::new(versions.rchunks(READ_STEP_EVENTS)),
         };
+        let mut cached = Vec::new();
         'read: for step in steps {
             let positions: Vec<u64> = step.iter().map(|&(_, p)| p).collect();
-            let mut records = self.read_positions(&positions)?;
+            let mut records = self.read_positions(&positions, &mut cached)?;
             if direction == Direction::Backward {
                 records.reverse();
             }
@@ -346,27 +347,32 @@ impl Store {
 
     /// The records at `positions` (ascending), read in as few log reads as
     /// their spacing allows.
-    fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>> {
+    /// `cached` holds the batches of the last log read, by offset (the log
+    /// reads at least a 64 KiB window whatever is asked, so every batch in
+    /// it is kept: a stream's next events are often there already).
+    fn read_positions(
+        &self,
+        positions: &[u64],
+        cached: &mut Vec<eddy_log::format::Batch>,
+    ) -> Result<Vec<StoredRecord>> {
         let mut out = Vec::with_capacity(positions.len());
-        let mut cached: Vec<StoredRecord> = Vec::new();
+        let find = |cached: &[eddy_log::format::Batch], p: u64| {
+            let k = cached.partition_point(|b| b.next_offset().0 <= p);
+            let b = cached.get(k).filter(|b| b.base_offset().0 <= p)?;
+            b.records().nth((p - b.base_offset().0) as usize)
+        };
         for (i, &p) in positions.iter().enumerate() {
-            let hit = cached
-                .binary_search_by_key(&p, |r| r.offset.0)
-                .ok()
-                .map(|k| cached[k].clone());
-            if let Some(r) = hit {
+            if let Some(r) = find(cached, p) {
                 out.push(r);
                 continue;
             }
-            // Dense runs (a stream appended in batches) are read in one go;
-            // scattered events one batch each.
+            // Dense runs (a stream appended in batches) read further.
             let ahead = positions[(i + 16).min(positions.len() - 1)];
-            let bytes = if ahead - p <= 64 { 256 * 1024 } else { 1 };
-            let batches = self.log.read(Offset(p), bytes).map_err(from_log)?;
-            cached = batches.iter().flat_map(|b| b.records()).collect();
-            match cached.binary_search_by_key(&p, |r| r.offset.0) {
-                Ok(k) => out.push(cached[k].clone()),
-                Err(_) => {
+            let bytes = if ahead - p <= 64 { 256 * 1024 } else { 64 * 1024 };
+            *cached = self.log.read(Offset(p), bytes).map_err(from_log)?;
+            match find(cached, p) {
+                Some(r) => out.push(r),
+                None => {
                     return Err(BusError::Corrupt(format!(
                         "event store position {p} cannot be read"
                     )));
