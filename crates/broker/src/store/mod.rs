@@ -368,7 +368,11 @@ impl Store {
             }
             // Dense runs (a stream appended in batches) read further.
             let ahead = positions[(i + 16).min(positions.len() - 1)];
-            let bytes = if ahead - p <= 64 { 256 * 1024 } else { 64 * 1024 };
+            let bytes = if ahead - p <= 64 {
+                256 * 1024
+            } else {
+                64 * 1024
+            };
             *cached = self.log.read(Offset(p), bytes).map_err(from_log)?;
             match find(cached, p) {
                 Some(r) => out.push(r),
