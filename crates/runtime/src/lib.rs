@@ -21,6 +21,7 @@ pub mod aggregate;
 pub mod breaker;
 pub mod causal;
 pub mod processed;
+pub mod processing;
 pub mod projection;
 pub mod saga;
 pub mod service;
