@@ -58,7 +58,7 @@ impl WindowSpec {
         if size_ms == 0 || advance_ms == 0 {
             return Err(WindowError("size and advance are at least 1 ms".into()));
         }
-        if size_ms % advance_ms != 0 {
+        if !size_ms.is_multiple_of(advance_ms) {
             return Err(WindowError(format!(
                 "the size ({size_ms} ms) is a multiple of the advance ({advance_ms} ms)"
             )));
@@ -275,17 +275,14 @@ mod tests {
 
     /// An event: key, event time, value.
     type Ev = (u8, i64, u32);
+    /// Count and sum per key and window.
+    type Sums = BTreeMap<(u8, Window), (u32, u64)>;
 
     /// The brute force: replays the watermark each event saw on arrival
     /// (the largest time before it, minus the delay) and puts it in every
     /// window that was still open then.
-    fn brute(
-        events: &[Ev],
-        spec: WindowSpec,
-        lateness: i64,
-        delay: i64,
-    ) -> (BTreeMap<(u8, Window), (u32, u64)>, u64) {
-        let mut out: BTreeMap<(u8, Window), (u32, u64)> = BTreeMap::new();
+    fn brute(events: &[Ev], spec: WindowSpec, lateness: i64, delay: i64) -> (Sums, u64) {
+        let mut out = Sums::new();
         let mut late = 0;
         let mut max_t = i64::MIN;
         for &(k, t, v) in events {
@@ -326,7 +323,7 @@ mod tests {
             delay in 0i64..40,
         ) {
             let mut s: Windowed<u8, (u32, u64)> = Windowed::new(spec, lateness as u64);
-            let mut got: BTreeMap<(u8, Window), (u32, u64)> = BTreeMap::new();
+            let mut got = Sums::new();
             let mut max_t = i64::MIN;
             let mut last_end = i64::MIN;
             let mut take = |closed: Vec<Closed<u8, (u32, u64)>>, got: &mut BTreeMap<_, _>, ordered: bool| {
