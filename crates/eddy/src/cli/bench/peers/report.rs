@@ -8,7 +8,7 @@ use super::{ALWAYS, Measured, NEVER, Plan, REDIS, REDIS_ALWAYS, Runs, Target, Wo
 use super::{chart, latency, retry};
 use crate::cli::bench::report::{Row, Table};
 use crate::cli::bench::target::{Judged, Verdict};
-use crate::cli::bench::units::{duration, grouped};
+use crate::cli::bench::units::{duration, grouped, median};
 
 pub(super) const TABLE: Table = Table {
     columns: [
@@ -26,12 +26,6 @@ pub(super) const TABLE: Table = Table {
     widths: [20, 17, 28, 20, 22, 14, 13, 15, 0],
     right_aligned: [false, false, false, true, true, true, true, false, false],
 };
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
-}
 
 /// The median of a row's runs' values (`None` when skipped or empty).
 fn row_median(runs: &Runs) -> Option<f64> {

@@ -11,7 +11,7 @@ use super::{Plan, Results, Runs, Side, Workload};
 use crate::cli::bench::broker::latency::quantile;
 use crate::cli::bench::report::{Row, Table};
 use crate::cli::bench::target::{Judged, Verdict};
-use crate::cli::bench::units::{duration, grouped};
+use crate::cli::bench::units::{duration, grouped, median};
 
 /// Eddy's appends per second over PostgreSQL's, at equal durability.
 pub(super) const TARGET: f64 = 10.0;
@@ -66,12 +66,6 @@ fn unit(w: Workload) -> &'static str {
         Workload::Read(ReadWorkload::Scattered | ReadWorkload::Contiguous) => "reads/s",
         Workload::Read(_) => "loads/s",
     }
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// The median rate of a row's runs (`None` when skipped or empty).
