@@ -20,6 +20,11 @@
 
 use tokio_postgres::{Client, Config, NoTls};
 
+/// Records a processor's checkpoint ($1 processor, $2 JSON text).
+const CHECKPOINT_UPSERT: &str = "INSERT INTO eddy_checkpoints (processor, checkpoint, updated_at)
+     VALUES ($1, $2::text::jsonb, now())
+     ON CONFLICT (processor) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()";
+
 /// Why the sink failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -147,13 +152,8 @@ impl PostgresSink {
             )
             .await?;
         }
-        tx.execute(
-            "INSERT INTO eddy_checkpoints (processor, checkpoint, updated_at)
-             VALUES ($1, $2::text::jsonb, now())
-             ON CONFLICT (processor) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()",
-            &[&self.processor, &checkpoint],
-        )
-        .await?;
+        tx.execute(CHECKPOINT_UPSERT, &[&self.processor, &checkpoint])
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -174,13 +174,8 @@ impl PostgresSink {
                 &[&from_ms],
             )
             .await?;
-        tx.execute(
-            "INSERT INTO eddy_checkpoints (processor, checkpoint, updated_at)
-             VALUES ($1, $2::text::jsonb, now())
-             ON CONFLICT (processor) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()",
-            &[&self.processor, &checkpoint],
-        )
-        .await?;
+        tx.execute(CHECKPOINT_UPSERT, &[&self.processor, &checkpoint])
+            .await?;
         tx.commit().await?;
         Ok(deleted)
     }

@@ -113,6 +113,20 @@ impl<K: Ord + Clone, A: Default> Sessions<K, A> {
         true
     }
 
+    /// Takes the open session of `key` starting at `start` out of `open`.
+    fn take(&mut self, key: &K, start: i64) -> A {
+        let value = self
+            .open
+            .get_mut(key)
+            .and_then(|s| s.remove(&start))
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        if self.open.get(key).is_some_and(BTreeMap::is_empty) {
+            self.open.remove(key);
+        }
+        value
+    }
+
     /// Moves the watermark forward and hands back every session that
     /// closes, by end.
     pub fn advance(&mut self, watermark_ms: i64) -> Vec<Closed<K, A>> {
@@ -124,15 +138,7 @@ impl<K: Ord + Clone, A: Default> Sessions<K, A> {
             }
             let key = key.clone();
             self.by_end.pop_first();
-            let value = self
-                .open
-                .get_mut(&key)
-                .and_then(|s| s.remove(&start))
-                .map(|(_, v)| v)
-                .unwrap_or_default();
-            if self.open.get(&key).is_some_and(BTreeMap::is_empty) {
-                self.open.remove(&key);
-            }
+            let value = self.take(&key, start);
             self.closed
                 .entry(key.clone())
                 .or_default()
@@ -164,12 +170,7 @@ impl<K: Ord + Clone, A: Default> Sessions<K, A> {
     pub fn flush(&mut self) -> Vec<Closed<K, A>> {
         let mut out = Vec::new();
         for (end, key, start) in std::mem::take(&mut self.by_end) {
-            let value = self
-                .open
-                .get_mut(&key)
-                .and_then(|s| s.remove(&start))
-                .map(|(_, v)| v)
-                .unwrap_or_default();
+            let value = self.take(&key, start);
             out.push(Closed {
                 key,
                 window: Window {
