@@ -401,6 +401,11 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
             Ok(r) => {
                 active.version = r.last_version;
                 active.state.apply(&event, &active.def);
+                if active.state.status.is_final() {
+                    // Over: no longer run (before the observer hears of it,
+                    // so that it sees `running` without this saga).
+                    self.lock_sagas().remove(&active.id);
+                }
                 if let Some(observe) = &self.observer {
                     observe(&active.id, &event);
                 }
@@ -473,7 +478,6 @@ impl<B: Bus + EventStore + Clone> Shared<B> {
                                 &self.stats.compensated
                             };
                             counter.fetch_add(1, Ordering::Relaxed);
-                            self.lock_sagas().remove(&active.id);
                             tracing::info!(saga = %active.id, completed, "saga over");
                             return Ok(());
                         }

@@ -294,6 +294,9 @@ where
     for p in PARTICIPANTS {
         participants.push(start_participant(p, &connect().await?, &run, data)?);
     }
+    // Woken when a saga ends, so the driver need not poll the store.
+    let ended_signal = Arc::new(tokio::sync::Notify::new());
+    let ended = Arc::clone(&ended_signal);
     let trace = run.trace || run.pause_after.is_some();
     let pause = run.pause_after.clone();
     let orchestrator = Orchestrator::new(
@@ -306,6 +309,12 @@ where
     )
     .define(definition(run.step_timeout_ms))
     .observe(move |id, event| {
+        if matches!(
+            event,
+            SagaEvent::SagaCompleted | SagaEvent::SagaCompensated { .. }
+        ) {
+            ended.notify_one();
+        }
         if trace {
             println!("saga {id} {}", describe(event));
         }
@@ -336,18 +345,23 @@ where
             .start_saga(DEFINITION, &order.order, data)
             .await?;
     }
-    let give_up = Instant::now() + deadline;
-    let sagas = loop {
-        let all = list_sagas(bus).await?;
-        let mine: Vec<SagaSummary> = all.into_iter().filter(|s| ids.contains(&s.id)).collect();
-        if mine.len() == ids.len() && mine.iter().all(|s| s.status.is_final()) {
-            break mine;
+    // Every saga of the run is started (or was over already): once the
+    // orchestrator runs none, all are over.
+    let give_up = tokio::time::Instant::now() + deadline;
+    while orchestrator.running() > 0 {
+        if tokio::time::timeout_at(give_up, ended_signal.notified())
+            .await
+            .is_err()
+        {
+            break;
         }
-        if Instant::now() >= give_up {
-            break mine;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    let wanted: std::collections::HashSet<&String> = ids.iter().collect();
+    let sagas: Vec<SagaSummary> = list_sagas(bus)
+        .await?
+        .into_iter()
+        .filter(|s| wanted.contains(&s.id))
+        .collect();
     orchestrator.stop().await;
     for p in participants {
         p.stop().await;
