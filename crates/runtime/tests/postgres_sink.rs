@@ -112,7 +112,7 @@ async fn a_replay_deletes_the_windows_it_recomputes_and_resets_the_checkpoint() 
         positions: vec![40],
         watermark_ms: 60_000,
     };
-    // Windows ending after t = 60 s are recomputed: [60 s, 120 s) and on.
+    // Windows starting at t = 60 s or later are recomputed: [60 s, 120 s) and on.
     assert_eq!(s.reset_from(60_000, &from).await.unwrap(), 2);
     assert_eq!(s.rows().await.unwrap(), [row("k", 0, 1)]);
     assert_eq!(s.checkpoint::<Checkpoint>().await.unwrap(), Some(from));

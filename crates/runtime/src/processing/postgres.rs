@@ -15,8 +15,8 @@
 //! updated_at timestamptz, primary key (key, window_start, window_end))`
 //! (times in ms since the epoch). The checkpoint is a JSON document of the
 //! caller's (input positions and operator state) in `eddy_checkpoints`.
-//! A replay (recomputing from an earlier time) deletes the windows from
-//! that time on and resets the checkpoint in one transaction.
+//! A replay (recomputing from an earlier time) deletes the windows starting
+//! from that time on and resets the checkpoint in one transaction.
 
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -135,20 +135,22 @@ impl PostgresSink {
     ) -> Result<(), SinkError> {
         let checkpoint = serde_json::to_string(checkpoint)?;
         let tx = self.client.transaction().await?;
-        let upsert = tx
-            .prepare(&format!(
-                "INSERT INTO {} (key, window_start, window_end, value, updated_at)
-                 VALUES ($1, $2, $3, $4::text::jsonb, now())
-                 ON CONFLICT (key, window_start, window_end)
-                 DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                self.table
-            ))
-            .await?;
-        for r in rows {
-            let value = r.value.to_string();
+        if !rows.is_empty() {
+            // One statement for every row: arrays unnested server-side.
+            let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+            let starts: Vec<i64> = rows.iter().map(|r| r.window_start_ms).collect();
+            let ends: Vec<i64> = rows.iter().map(|r| r.window_end_ms).collect();
+            let values: Vec<String> = rows.iter().map(|r| r.value.to_string()).collect();
             tx.execute(
-                &upsert,
-                &[&r.key, &r.window_start_ms, &r.window_end_ms, &value],
+                &format!(
+                    "INSERT INTO {} (key, window_start, window_end, value, updated_at)
+                     SELECT k, s, e, v::jsonb, now()
+                     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS r(k, s, e, v)
+                     ON CONFLICT (key, window_start, window_end)
+                     DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                    self.table
+                ),
+                &[&keys, &starts, &ends, &values],
             )
             .await?;
         }
@@ -158,7 +160,8 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// For a replay from `from_ms`: deletes the windows that end after it
+    /// For a replay from `from_ms`: deletes the windows that start at or
+    /// after it
     /// and records `checkpoint` (where to read from again), in one
     /// transaction. Returns how many rows were deleted.
     pub async fn reset_from<T: serde::Serialize>(
@@ -170,7 +173,7 @@ impl PostgresSink {
         let tx = self.client.transaction().await?;
         let deleted = tx
             .execute(
-                &format!("DELETE FROM {} WHERE window_end > $1", self.table),
+                &format!("DELETE FROM {} WHERE window_start >= $1", self.table),
                 &[&from_ms],
             )
             .await?;

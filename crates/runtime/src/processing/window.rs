@@ -17,7 +17,7 @@
 //! `tests` checks it against a brute-force computation over random,
 //! out-of-order streams.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -106,13 +106,22 @@ pub struct Closed<K, A> {
 /// Keyed windowed aggregation state. Serializable, so it can be
 /// checkpointed with the input positions it reflects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize, A: Serialize",
+    deserialize = "K: Deserialize<'de>, A: Deserialize<'de>"
+))]
 pub struct Windowed<K: Ord, A> {
     spec: WindowSpec,
     allowed_lateness_ms: i64,
     watermark_ms: i64,
     /// Open windows by (end, start, key): closing takes from the front.
+    #[serde(with = "super::entries")]
     open: BTreeMap<(i64, i64, K), A>,
     late: u64,
+    /// Open windows changed since [`Windowed::take_updates`] last ran
+    /// (empty in every checkpoint, which is taken right after).
+    #[serde(skip)]
+    dirty: BTreeSet<(i64, i64, K)>,
 }
 
 impl<K: Ord + Clone, A: Default> Windowed<K, A> {
@@ -124,6 +133,7 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
             watermark_ms: i64::MIN,
             open: BTreeMap::new(),
             late: 0,
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -156,11 +166,9 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
             if self.is_closed(w) {
                 continue;
             }
-            fold(
-                self.open
-                    .entry((w.end_ms, w.start_ms, key.clone()))
-                    .or_default(),
-            );
+            let at = (w.end_ms, w.start_ms, key.clone());
+            fold(self.open.entry(at.clone()).or_default());
+            self.dirty.insert(at);
             added = true;
         }
         if !added {
@@ -184,7 +192,9 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
             if end.saturating_add(lateness) > watermark {
                 break;
             }
-            let ((_, _, key), value) = entry.remove_entry();
+            let (at, value) = entry.remove_entry();
+            self.dirty.remove(&at);
+            let (_, _, key) = at;
             out.push(Closed {
                 key,
                 window: w,
@@ -194,8 +204,33 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
         out
     }
 
+    /// The current value of each open window changed since the last
+    /// call (for results emitted on every update, not only on close).
+    pub fn take_updates(&mut self) -> Vec<Closed<K, A>>
+    where
+        A: Clone,
+    {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .filter_map(|at| {
+                let value = self.open.get(&at)?.clone();
+                let (end, start, key) = at;
+                Some(Closed {
+                    key,
+                    window: Window {
+                        start_ms: start,
+                        end_ms: end,
+                    },
+                    value,
+                })
+            })
+            .collect()
+    }
+
     /// Closes every open window (the end of a bounded input).
     pub fn flush(&mut self) -> Vec<Closed<K, A>> {
+        self.dirty.clear();
         std::mem::take(&mut self.open)
             .into_iter()
             .map(|((end, start, key), value)| Closed {
