@@ -11,17 +11,25 @@
 //!
 //! **Reading.** The processor reads each partition of its topics itself
 //! (no subscription): its positions are part of its checkpoint. Each round
-//! reads up to `batch_max` events of every partition (tables first) and
-//! processes them in partition order; a round that finds nothing waits
+//! reads its tables to their end, then processes input events **merged by
+//! event time** across partitions and topics: the partition whose next
+//! event is the oldest goes first, and a partition that may hold more is
+//! read again before anything else is processed. So a backlog is worked
+//! through in event-time order whatever each partition's rate, and over
+//! events already published the order — hence every result, lateness
+//! included — does not depend on batch sizes or on where a crash
+//! restarted it. A partition with nothing more to read does not hold the
+//! others back (as Kafka Streams with `max.task.idle.ms` = 0): an event
+//! published to it later may be late. A round processes at most
+//! `batch_max` events per input partition; one that finds nothing waits
 //! `idle_poll_ms` (or for a stop).
 //!
 //! **Time.** A record's event time is the event's `time` (the producer's
 //! clock), else its append time. The watermark is the largest event time
-//! seen so far minus `max_out_of_order_ms`, moved after every record, so
-//! the results of one partition's events do not depend on how they were
-//! batched. Windows close once `end + allowed_lateness <= watermark`; a
-//! record whose windows are all closed is late: counted, and sent to the
-//! side topic if there is one.
+//! processed so far minus `max_out_of_order_ms`, moved after every record.
+//! Windows close once `end + allowed_lateness <= watermark`; a record
+//! whose windows are all closed is late: counted, and sent to the side
+//! topic if there is one.
 //!
 //! **Checkpoints.** After every round that read something, the processor
 //! writes a checkpoint — input positions, table contents, window state,
@@ -43,7 +51,7 @@
 //! at or after the window holding that time replaced — deleted and
 //! recomputed. Windows that started before it are left as they were.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -96,7 +104,7 @@ impl Record {
             topic: e.topic.clone(),
             ty: e.event.ty.clone(),
             key: e.event.key.clone().unwrap_or_default(),
-            time_ms: e.event.time_ms.unwrap_or(e.timestamp_ms),
+            time_ms: event_time(e),
             value,
         })
     }
@@ -861,6 +869,24 @@ impl<A: Aggregate> Processor<A> {
     }
 }
 
+/// An input partition being read.
+struct Input {
+    topic: String,
+    partition: u32,
+    /// The offset to read from next (after the read-ahead).
+    next: u64,
+    /// Read, not processed yet; dropped on a crash (the checkpoint holds
+    /// processed positions).
+    buffer: VecDeque<StoredEvent>,
+    /// Whether to read when the read-ahead is empty: the last read was a
+    /// full batch, or a new round began.
+    more: bool,
+}
+
+fn event_time(e: &StoredEvent) -> i64 {
+    e.event.time_ms.unwrap_or(e.timestamp_ms)
+}
+
 enum SinkState {
     Postgres(PostgresSink),
     Embedded,
@@ -876,6 +902,8 @@ struct Run<A, B> {
     cp: Checkpoint<A>,
     /// Partition counts, per topic (tables first, then inputs).
     topics: Vec<(String, u32)>,
+    /// Each input partition's read-ahead.
+    inputs: Vec<Input>,
     // What the round in flight produced, written at its checkpoint:
     closed: Vec<Closed<String, A>>,
     records_out: Vec<Record>,
@@ -951,11 +979,25 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
             records_out: Vec::new(),
             late_out: Vec::new(),
             times: Vec::new(),
+            inputs: Vec::new(),
         };
         run.resume().await?;
         if let Some(from) = run.p.replay_from {
             run.replay(from, fresh).await?;
         }
+        run.inputs = run.topics[run.p.tables.len()..]
+            .iter()
+            .flat_map(|(topic, n)| {
+                let positions = &run.cp.positions[topic];
+                (0..*n).map(move |part| Input {
+                    topic: topic.clone(),
+                    partition: part,
+                    next: positions[part as usize],
+                    buffer: VecDeque::new(),
+                    more: true,
+                })
+            })
+            .collect();
         run.metrics.set_counts(&run.cp.counts);
         Ok(run)
     }
@@ -1077,39 +1119,84 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
         }
     }
 
-    /// Reads and processes one batch of every partition; returns how many
-    /// events it read.
+    /// Reads the tables, then processes input events merged across
+    /// partitions by event time — the smallest head first, ties to the
+    /// earlier topic and partition — never running ahead of a partition
+    /// that may hold more: when one's read-ahead runs dry, it is read
+    /// again before anything else is processed. A round ends when every
+    /// read-ahead is empty and no partition had more, or after
+    /// `batch_max` events per input partition. Returns how many events it
+    /// processed.
     async fn round(&mut self) -> Result<usize, ProcessorError> {
-        let mut read = 0;
-        for i in 0..self.topics.len() {
-            let (topic, partitions) = self.topics[i].clone();
-            let is_table = i < self.p.tables.len();
+        let mut done = 0;
+        for t in 0..self.p.tables.len() {
+            let (topic, partitions) = self.topics[t].clone();
             for part in 0..partitions as usize {
                 let at = self.cp.positions[&topic][part];
-                let batch = self
-                    .bus
-                    .read(
-                        &topic,
-                        Partition(part as u32),
-                        ReadFrom::Offset(Offset(at)),
-                        self.p.batch_max,
-                    )
-                    .await
-                    .map_err(self.bus_error())?;
-                read += batch.events.len();
+                let batch = self.read(&topic, part as u32, at).await?;
+                done += batch.events.len();
                 for e in &batch.events {
-                    if is_table {
-                        self.table_update(&topic, e)?;
-                    } else {
-                        self.process(e);
-                    }
+                    self.table_update(&topic, e)?;
                 }
                 if let Some(pos) = self.cp.positions.get_mut(&topic) {
                     pos[part] = batch.next_offset.0;
                 }
             }
         }
-        Ok(read)
+        let cap = self.p.batch_max as usize * self.inputs.len();
+        for input in &mut self.inputs {
+            // An empty read-ahead is read again each round.
+            input.more |= input.buffer.is_empty();
+        }
+        let mut processed = 0;
+        while processed < cap {
+            for i in 0..self.inputs.len() {
+                let input = &self.inputs[i];
+                if input.buffer.is_empty() && input.more {
+                    let batch = self.read(&input.topic, input.partition, input.next).await?;
+                    let input = &mut self.inputs[i];
+                    input.more = batch.events.len() >= self.p.batch_max as usize;
+                    input.next = batch.next_offset.0;
+                    input.buffer.extend(batch.events);
+                }
+            }
+            let head = self
+                .inputs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, input)| Some((event_time(input.buffer.front()?), i)))
+                .min();
+            let Some((_, i)) = head else {
+                break;
+            };
+            let Some(e) = self.inputs[i].buffer.pop_front() else {
+                break;
+            };
+            let (topic, part) = (self.inputs[i].topic.clone(), self.inputs[i].partition);
+            self.process(&e);
+            if let Some(pos) = self.cp.positions.get_mut(&topic) {
+                pos[part as usize] = e.offset.0 + 1;
+            }
+            processed += 1;
+        }
+        Ok(done + processed)
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        part: u32,
+        at: u64,
+    ) -> Result<eddy_bus::ReadBatch, ProcessorError> {
+        self.bus
+            .read(
+                topic,
+                Partition(part),
+                ReadFrom::Offset(Offset(at)),
+                self.p.batch_max,
+            )
+            .await
+            .map_err(self.bus_error())
     }
 
     fn table_update(&mut self, topic: &str, e: &StoredEvent) -> Result<(), ProcessorError> {

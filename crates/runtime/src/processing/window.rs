@@ -184,22 +184,13 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
         let mut out = Vec::new();
         let (lateness, watermark) = (self.allowed_lateness_ms, self.watermark_ms);
         while let Some(entry) = self.open.first_entry() {
-            let &(end, start, _) = entry.key();
-            let w = Window {
-                start_ms: start,
-                end_ms: end,
-            };
+            let &(end, _, _) = entry.key();
             if end.saturating_add(lateness) > watermark {
                 break;
             }
             let (at, value) = entry.remove_entry();
             self.dirty.remove(&at);
-            let (_, _, key) = at;
-            out.push(Closed {
-                key,
-                window: w,
-                value,
-            });
+            out.push(Closed::at(at, value));
         }
         out
     }
@@ -215,15 +206,7 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
             .into_iter()
             .filter_map(|at| {
                 let value = self.open.get(&at)?.clone();
-                let (end, start, key) = at;
-                Some(Closed {
-                    key,
-                    window: Window {
-                        start_ms: start,
-                        end_ms: end,
-                    },
-                    value,
-                })
+                Some(Closed::at(at, value))
             })
             .collect()
     }
@@ -233,15 +216,20 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
         self.dirty.clear();
         std::mem::take(&mut self.open)
             .into_iter()
-            .map(|((end, start, key), value)| Closed {
-                key,
-                window: Window {
-                    start_ms: start,
-                    end_ms: end,
-                },
-                value,
-            })
+            .map(|(at, value)| Closed::at(at, value))
             .collect()
+    }
+}
+
+impl<K, A> Closed<K, A> {
+    /// The result of the window at `(end, start, key)` (how open windows
+    /// are ordered).
+    fn at((end_ms, start_ms, key): (i64, i64, K), value: A) -> Closed<K, A> {
+        Closed {
+            key,
+            window: Window { start_ms, end_ms },
+            value,
+        }
     }
 }
 

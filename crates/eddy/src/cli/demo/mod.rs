@@ -2,6 +2,7 @@
 //! in this process on an embedded bus (the default), or as one process per
 //! service against `eddy serve` (`--server`).
 
+pub mod analytics;
 pub mod saga;
 pub mod shop;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use clap::{Args, Subcommand};
 use eddy_broker::{Broker, BrokerConfig};
 use eddy_bus::Bus;
 use eddy_client::{Client, ClientConfig};
+use eddy_runtime::processing::ProcessorMetrics;
 
 use shop::{Shared, ShopConfig, Summary};
 
@@ -36,6 +38,40 @@ enum Demo {
     /// starts, one process per service; it stops when its stdin closes).
     #[command(hide = true)]
     Service(ServiceArgs),
+    /// The shop's analytics processor alone, on the embedded bus in --dir:
+    /// catches up with what the shop's topics hold (or recomputes from
+    /// --replay-from), prints the order counts and revenue per minute,
+    /// and stops.
+    Analytics(AnalyticsArgs),
+}
+
+#[derive(Debug, Args)]
+struct AnalyticsArgs {
+    /// The embedded bus's folder (a `demo shop` run's --dir).
+    #[arg(long, default_value = "eddy-demo", value_name = "DIR")]
+    dir: PathBuf,
+    /// Keep the results in this PostgreSQL database (a libpq connection
+    /// string, e.g. `host=127.0.0.1 user=postgres dbname=test`), in the
+    /// table shop_analytics; without it they stay in the processor's
+    /// embedded store.
+    #[arg(long, value_name = "CONNECTION")]
+    postgres: Option<String>,
+    /// Recompute every minute from this time on (RFC 3339), replacing
+    /// what the processor wrote.
+    #[arg(long, value_name = "TIME", value_parser = super::parse::rfc3339_ms)]
+    replay_from: Option<i64>,
+    /// Minutes to print (the latest).
+    #[arg(long, default_value_t = 10)]
+    minutes: usize,
+    /// The processor's name (tests run several over one bus).
+    #[arg(long, hide = true, default_value = analytics::NAME)]
+    name: String,
+    /// Its result table.
+    #[arg(long, hide = true, default_value = analytics::TABLE)]
+    table: String,
+    /// Events read per partition per round.
+    #[arg(long, hide = true, default_value_t = 1_000)]
+    batch: u32,
 }
 
 /// The failures a run injects, shared by the driver and the services.
@@ -107,6 +143,12 @@ struct ShopArgs {
     /// Print each saga event as the orchestrator records it.
     #[arg(long)]
     trace_sagas: bool,
+    /// Keep the analytics (order counts by status and revenue per minute)
+    /// in this PostgreSQL database (a libpq connection string, e.g.
+    /// `host=127.0.0.1 user=postgres dbname=test`), table shop_analytics;
+    /// without it they stay in the processor's embedded store in --dir.
+    #[arg(long, value_name = "CONNECTION")]
+    postgres: Option<String>,
     /// The run id (orchestration; a run given the same id, folder and
     /// seed resumes the sagas of the first).
     #[arg(long, hide = true)]
@@ -213,6 +255,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     match args.demo {
         Demo::Shop(args) => shop_command(args),
         Demo::Service(args) => service_command(args),
+        Demo::Analytics(args) => analytics_command(args),
     }
 }
 
@@ -268,8 +311,18 @@ fn shop_command(args: ShopArgs) -> Result<()> {
                 shop::SERVICES.join(", "),
                 args.dir.display()
             );
-            let (summary, shared) = runtime()?.block_on(embedded(&args.dir, &config))?;
+            let postgres = args
+                .postgres
+                .clone()
+                .map(|c| (c, analytics::TABLE.to_string()));
+            let target = analytics::Target::new(&args.dir, analytics::NAME, postgres);
+            let rt = runtime()?;
+            let (summary, shared, figures) =
+                rt.block_on(embedded_with(&args.dir, &config, Some(&target)))?;
             print!("{}", shop::render(&summary, &config, Some(&shared)));
+            if let Some(figures) = figures {
+                print_analytics(&rt, &target, &figures, 5)?;
+            }
             summary
         }
         Some(server) => {
@@ -280,6 +333,9 @@ fn shop_command(args: ShopArgs) -> Result<()> {
             let summary =
                 runtime()?.block_on(distributed(server, args.token.as_deref(), &args, &config))?;
             print!("{}", shop::render(&summary, &config, None));
+            println!(
+                "analytics: the analytics processor runs with the embedded bus (without --server)"
+            );
             summary
         }
     };
@@ -404,19 +460,67 @@ pub async fn embedded(
     dir: &std::path::Path,
     config: &ShopConfig,
 ) -> Result<(Summary, Arc<Shared>)> {
+    let (summary, shared, _) = embedded_with(dir, config, None).await?;
+    Ok((summary, shared))
+}
+
+/// [`embedded`], with the analytics processor writing to `analytics`.
+pub async fn embedded_with(
+    dir: &std::path::Path,
+    config: &ShopConfig,
+    analytics: Option<&analytics::Target>,
+) -> Result<(Summary, Arc<Shared>, Option<Arc<ProcessorMetrics>>)> {
     let bus = Broker::open(dir.join("bus"), BrokerConfig::default())
         .with_context(|| format!("open the embedded bus in {}", dir.display()))?;
-    let result = embedded_on(&bus, &dir.join("services"), config).await;
+    let result = embedded_on(&bus, &dir.join("services"), config, analytics).await;
     bus.close().context("close the embedded bus")?;
     result
+}
+
+/// Runs `run` with the analytics processor beside it (when asked), and
+/// stops the processor once it has caught up with what `run` left.
+async fn beside_analytics<B: Bus + Clone, T>(
+    bus: &B,
+    target: Option<&analytics::Target>,
+    run: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, Option<Arc<ProcessorMetrics>>)> {
+    let processor = match target {
+        Some(t) => Some(
+            t.start(bus.clone(), analytics::processor(analytics::NAME)?)
+                .await?,
+        ),
+        None => None,
+    };
+    let out = run.await?;
+    let figures = match processor {
+        Some(mut p) => {
+            p.caught_up().await?;
+            let figures = p.metrics();
+            p.stop().await?;
+            Some(figures)
+        }
+        None => None,
+    };
+    Ok((out, figures))
 }
 
 async fn embedded_on(
     bus: &Broker,
     data: &std::path::Path,
     config: &ShopConfig,
-) -> Result<(Summary, Arc<Shared>)> {
+    analytics: Option<&analytics::Target>,
+) -> Result<(Summary, Arc<Shared>, Option<Arc<ProcessorMetrics>>)> {
     shop::setup(bus, config).await?;
+    let ((summary, shared), figures) =
+        beside_analytics(bus, analytics, run_services(bus, data, config)).await?;
+    Ok((summary, shared, figures))
+}
+
+async fn run_services(
+    bus: &Broker,
+    data: &std::path::Path,
+    config: &ShopConfig,
+) -> Result<(Summary, Arc<Shared>)> {
     let mut marks = shop::marks(bus).await?;
     let shared = Arc::new(Shared::default());
     let gateway = shop::gateway(config);
@@ -521,6 +625,60 @@ async fn distributed(
     shop::tally(&bus, &mut marks, start_ms, &mut summary).await?;
     bus.close().await;
     Ok(summary)
+}
+
+fn print_analytics(
+    rt: &tokio::runtime::Runtime,
+    target: &analytics::Target,
+    figures: &ProcessorMetrics,
+    minutes: usize,
+) -> Result<()> {
+    let rows = rt.block_on(target.rows())?;
+    println!(
+        "analytics: orders by status and revenue per minute of event time, {}:",
+        target.describe()
+    );
+    print!("{}", analytics::render(&rows, minutes));
+    let ms = |q| {
+        figures
+            .delay_quantile_ms(q)
+            .map_or("-".into(), |v| format!("≤{v} ms"))
+    };
+    println!(
+        "analytics processor: {} events read, {} late, {} checkpoints; event → result committed p50 {}, p99 {}",
+        figures.events(),
+        figures.late(),
+        figures.commits(),
+        ms(0.5),
+        ms(0.99)
+    );
+    Ok(())
+}
+
+/// `eddy demo analytics`: the processor alone, until it has caught up.
+fn analytics_command(args: AnalyticsArgs) -> Result<()> {
+    let postgres = args.postgres.clone().map(|c| (c, args.table.clone()));
+    let target = analytics::Target::new(&args.dir, &args.name, postgres);
+    let rt = runtime()?;
+    let figures = rt.block_on(async {
+        let bus = Broker::open(args.dir.join("bus"), BrokerConfig::default())
+            .with_context(|| format!("open the embedded bus in {}", args.dir.display()))?;
+        let mut processor = analytics::processor(&args.name)?.batch_max(args.batch);
+        if let Some(from) = args.replay_from {
+            println!(
+                "replaying from {}: the minutes from the one holding it on are recomputed",
+                crate::utc::format_ms(from)
+            );
+            processor = processor.replay_from(from);
+        }
+        let mut p = target.start(bus.clone(), processor).await?;
+        p.caught_up().await?;
+        let figures = p.metrics();
+        p.stop().await?;
+        bus.close().context("close the embedded bus")?;
+        anyhow::Ok(figures)
+    })?;
+    print_analytics(&rt, &target, &figures, args.minutes)
 }
 
 fn service_command(args: ServiceArgs) -> Result<()> {

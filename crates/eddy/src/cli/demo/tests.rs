@@ -191,6 +191,40 @@ async fn with_every_failure_injected_each_order_ends_final_as_the_seed_decides()
 
 // ---- orchestration: each branch of the seed's saga ----
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_analytics_processor_counts_every_order_by_status_and_the_revenue() {
+    let config = ShopConfig {
+        out_of_stock_rate: 0.2,
+        payment_failure_rate: 0.2,
+        ..quiet(40, 5)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let target = super::analytics::Target::new(dir.path(), super::analytics::NAME, None);
+    let (summary, shared, figures) = super::embedded_with(dir.path(), &config, Some(&target))
+        .await
+        .unwrap();
+    assert!(summary.all_final(), "{summary:?}");
+    let figures = figures.unwrap();
+    assert_eq!(figures.late(), 0);
+    let mut by_status: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for row in target.rows().await.unwrap() {
+        let m: super::analytics::Minute = serde_json::from_value(row.value).unwrap();
+        let e = by_status.entry(row.key).or_default();
+        e.0 += m.orders;
+        e.1 += m.amount_cents;
+    }
+    let n = |s: &str| by_status.get(s).map_or(0, |v| v.0);
+    assert_eq!(n("placed"), 40);
+    assert_eq!(n("shipped"), u64::from(summary.shipped));
+    assert_eq!(n("failed"), u64::from(summary.failed_total()));
+    assert_eq!(n("paid"), u64::from(summary.shipped));
+    // The revenue the choreographed analytics service summed, per event.
+    assert_eq!(
+        by_status.get("paid").map_or(0, |v| v.1),
+        shared.revenue_cents.load(Ordering::Relaxed)
+    );
+}
+
 async fn saga_run(
     payment_failure_rate: f64,
     shipment_failure_rate: f64,
