@@ -17,8 +17,8 @@ pub mod window;
 
 pub use postgres::{PostgresSink, ResultRow, SinkError};
 pub use processor::{
-    Aggregate, Counts, Emit, Processor, ProcessorBuilder, ProcessorError, ProcessorMetrics, Record,
-    RunningProcessor, Sink, embedded_results,
+    Aggregate, Checkpointed, Counts, Emit, Processor, ProcessorBuilder, ProcessorError,
+    ProcessorMetrics, Record, RunningProcessor, Sink, embedded_results,
 };
 pub use session::Sessions;
 pub use store::{StateStore, StoreError};

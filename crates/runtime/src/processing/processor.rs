@@ -45,6 +45,12 @@
 //!   ids made from the processor, window and key, so a round repeated
 //!   after a crash is dropped by the topic's idempotent-publishing window.
 //!
+//! A checkpoint is taken (state encoded, results gathered) at the end of
+//! its round and written on a task of its own while the next round is
+//! read and processed; checkpoints are written one at a time, in order,
+//! and a stop waits for the one in flight. A crash loses at most the
+//! rounds not yet committed, which are read again.
+//!
 //! **Replay.** [`ProcessorBuilder::replay_from`] restarts the processor at
 //! an earlier time: fresh window state, inputs read again from that time
 //! (tables from the beginning), and the results of every window starting
@@ -246,6 +252,23 @@ pub struct Processor<A = ()> {
     results_max: usize,
     replay_from: Option<i64>,
     clock: Arc<dyn Clock>,
+    observer: Option<Observer>,
+}
+
+type Observer = Arc<dyn Fn(&Checkpointed<'_>) + Send + Sync>;
+
+/// What a checkpoint committed, as [`ProcessorBuilder::on_checkpoint`]
+/// hears it.
+#[derive(Debug)]
+pub struct Checkpointed<'a> {
+    /// Its epoch.
+    pub epoch: u64,
+    /// Input events read since the processor was first started.
+    pub events_total: u64,
+    /// The event time of each record it aggregated (ms).
+    pub event_times_ms: &'a [i64],
+    /// When it committed, by the processor's clock (ms).
+    pub committed_ms: i64,
 }
 
 impl<A> std::fmt::Debug for Processor<A> {
@@ -289,6 +312,7 @@ impl Processor<()> {
                 results_max: 100_000,
                 replay_from: None,
                 clock: Arc::new(SystemClock),
+                observer: None,
             },
         }
     }
@@ -410,6 +434,13 @@ impl<A> ProcessorBuilder<A> {
         self
     }
 
+    /// Calls `f` after each checkpoint commits (on the processor's task:
+    /// keep it short).
+    pub fn on_checkpoint(mut self, f: impl Fn(&Checkpointed<'_>) + Send + Sync + 'static) -> Self {
+        self.p.observer = Some(Arc::new(f));
+        self
+    }
+
     /// The clock the processor's delay metrics read (the system's).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.p.clock = clock;
@@ -460,6 +491,7 @@ impl ProcessorBuilder<()> {
                 results_max: p.results_max,
                 replay_from: p.replay_from,
                 clock: p.clock,
+                observer: p.observer,
             },
         }
     }
@@ -599,8 +631,9 @@ struct PgMark {
 // ---- metrics ----
 
 /// Upper bounds (ms) of the result-delay histogram's buckets.
-const DELAY_BUCKETS_MS: [u64; 14] = [
-    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 60_000,
+const DELAY_BUCKETS_MS: [u64; 20] = [
+    1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000,
+    60_000,
 ];
 
 /// A processor's live figures, rendered for Prometheus by
@@ -659,6 +692,12 @@ impl ProcessorMetrics {
     /// Checkpoints committed since start.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Time from each checkpoint's preparation to its commit, summed since
+    /// start (checkpoints are written beside processing).
+    pub fn checkpoint_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.commit_us.load(Ordering::Relaxed))
     }
 
     /// The `q` quantile (0..=1) of the event-time → committed delay, as
@@ -728,7 +767,7 @@ impl ProcessorMetrics {
         }
         let _ = writeln!(
             out,
-            "# HELP eddy_processor_checkpoint_seconds_total Time spent writing checkpoints.\n# TYPE eddy_processor_checkpoint_seconds_total counter\neddy_processor_checkpoint_seconds_total{{{l}}} {}",
+            "# HELP eddy_processor_checkpoint_seconds_total From each checkpoint's preparation to its commit (written beside processing).\n# TYPE eddy_processor_checkpoint_seconds_total counter\neddy_processor_checkpoint_seconds_total{{{l}}} {}",
             self.commit_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let wm = self.watermark_ms.load(Ordering::Relaxed);
@@ -893,11 +932,86 @@ enum SinkState {
     Topic(String),
 }
 
+/// A checkpoint ready to be written, and what it carries.
+struct Pending {
+    epoch: u64,
+    /// The checkpoint, encoded.
+    state: Vec<u8>,
+    /// What PostgreSQL records with the rows.
+    mark: PgMark,
+    rows: Vec<ResultRow>,
+    /// Late records for the side topic.
+    late: Vec<Event>,
+    /// Events for the topic sink.
+    out: Vec<Event>,
+    times: Vec<i64>,
+    counts: Counts,
+    watermark_ms: i64,
+    started: std::time::Instant,
+}
+
+/// What writing a checkpoint needs, owned, to run beside processing.
+struct CommitIo<B> {
+    bus: B,
+    store: StateStore,
+    side_topic: Option<String>,
+    name: String,
+}
+
+impl<B: Bus> CommitIo<B> {
+    fn bus_error(&self) -> impl FnOnce(BusError) -> ProcessorError + '_ {
+        |source| ProcessorError::Bus {
+            processor: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Publishes what cannot join the transaction first (with ids that
+    /// make a repeat after a crash a duplicate), then saves the state, then
+    /// commits the sink. Hands the sink back.
+    async fn write(
+        self,
+        mut sink: SinkState,
+        p: Pending,
+    ) -> Result<(SinkState, Pending), ProcessorError> {
+        if let Some(side) = &self.side_topic
+            && !p.late.is_empty()
+        {
+            for chunk in p.late.chunks(1_000) {
+                self.bus
+                    .publish_batch(side, chunk.to_vec())
+                    .await
+                    .map_err(self.bus_error())?;
+            }
+        }
+        if let SinkState::Topic(topic) = &sink {
+            for chunk in p.out.chunks(1_000) {
+                self.bus
+                    .publish_batch(topic, chunk.to_vec())
+                    .await
+                    .map_err(self.bus_error())?;
+            }
+        }
+        let store = self.store.clone();
+        let (epoch, state) = (p.epoch, p.state.clone());
+        tokio::task::spawn_blocking(move || store.save_bytes(epoch, &state))
+            .await
+            .map_err(|_| ProcessorError::Stopped(self.name.clone()))??;
+        if let SinkState::Postgres(pg) = &mut sink {
+            pg.commit(&p.rows, &p.mark).await?;
+        }
+        Ok((sink, p))
+    }
+}
+
 struct Run<A, B> {
     p: Processor<A>,
     bus: B,
     store: StateStore,
-    sink: SinkState,
+    /// The sink; out while a checkpoint is being written.
+    sink: Option<SinkState>,
+    /// The checkpoint being written, beside processing.
+    in_flight: Option<JoinHandle<Result<(SinkState, Pending), ProcessorError>>>,
     metrics: Arc<ProcessorMetrics>,
     cp: Checkpoint<A>,
     /// Partition counts, per topic (tables first, then inputs).
@@ -911,7 +1025,7 @@ struct Run<A, B> {
     times: Vec<i64>,
 }
 
-impl<A: Aggregate, B: Bus> Run<A, B> {
+impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
     fn bus_error(&self) -> impl FnOnce(BusError) -> ProcessorError + '_ {
         |source| ProcessorError::Bus {
             processor: self.p.name.clone(),
@@ -971,7 +1085,8 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
             p,
             bus,
             store,
-            sink,
+            sink: Some(sink),
+            in_flight: None,
             metrics,
             cp: fresh.clone(),
             topics,
@@ -1006,7 +1121,9 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
     /// the newest the store holds.
     async fn resume(&mut self) -> Result<(), ProcessorError> {
         let epoch = match &self.sink {
-            SinkState::Postgres(pg) => pg.checkpoint::<PgMark>().await?.map_or(0, |m| m.epoch),
+            Some(SinkState::Postgres(pg)) => {
+                pg.checkpoint::<PgMark>().await?.map_or(0, |m| m.epoch)
+            }
             _ => self.store.epochs()?.last().copied().unwrap_or(0),
         };
         if epoch == 0 {
@@ -1072,27 +1189,18 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
             counts: self.cp.counts,
             ..fresh
         };
-        self.save_state().await?;
-        if let SinkState::Postgres(pg) = &mut self.sink {
+        let state = self.encode()?;
+        let (store, epoch) = (self.store.clone(), self.cp.epoch);
+        tokio::task::spawn_blocking(move || store.save_bytes(epoch, &state))
+            .await
+            .map_err(|_| ProcessorError::Stopped(self.p.name.clone()))??;
+        if let Some(SinkState::Postgres(pg)) = &mut self.sink {
             let mark = PgMark {
                 epoch: self.cp.epoch,
                 positions: self.cp.positions.clone(),
             };
             pg.reset_from(floor, &mark).await?;
         }
-        Ok(())
-    }
-
-    async fn save_state(&self) -> Result<(), ProcessorError> {
-        let bytes = serde_json::to_vec(&self.cp).map_err(|e| StoreError::Corrupt {
-            path: self.store.dir().to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let store = self.store.clone();
-        let epoch = self.cp.epoch;
-        tokio::task::spawn_blocking(move || store.save_bytes(epoch, &bytes))
-            .await
-            .map_err(|_| ProcessorError::Stopped(self.p.name.clone()))??;
         Ok(())
     }
 
@@ -1103,13 +1211,15 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
     ) -> Result<(), ProcessorError> {
         loop {
             if *stop.borrow() {
-                return Ok(());
+                return self.finish().await;
             }
             let read = self.round().await?;
             if read > 0 {
-                self.checkpoint().await?;
+                let pending = self.prepare()?;
+                self.commit(pending).await?;
                 continue;
             }
+            self.finish().await?;
             progress.send_modify(|p| p.idle_rounds += 1);
             let wait = tokio::time::sleep(std::time::Duration::from_millis(self.p.idle_poll_ms));
             tokio::select! {
@@ -1302,11 +1412,12 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
         self.closed.extend(closed);
     }
 
-    /// Writes the round's results and checkpoint.
-    async fn checkpoint(&mut self) -> Result<(), ProcessorError> {
+    /// Takes the round's results and a checkpoint of the state as it is
+    /// now, ready to be written; processing may go on meanwhile.
+    fn prepare(&mut self) -> Result<Pending, ProcessorError> {
         let started = std::time::Instant::now();
         let mut windows = std::mem::take(&mut self.closed);
-        if self.p.emit == Emit::OnUpdate && !matches!(self.sink, SinkState::Topic(_)) {
+        if self.p.emit == Emit::OnUpdate && !matches!(self.sink, Some(SinkState::Topic(_))) {
             if let OpState::Windows(w) = &mut self.cp.state {
                 windows.extend(w.take_updates());
             }
@@ -1326,28 +1437,20 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
             })
             .collect();
         self.cp.counts.results += (rows.len() + self.records_out.len()) as u64;
-        // Side effects that cannot join the transaction go first, with ids
-        // that make a repeat after a crash a duplicate.
-        let late = std::mem::take(&mut self.late_out);
-        if let Some(side) = &self.p.side_topic
-            && !late.is_empty()
-        {
-            let events = late
-                .iter()
-                .map(|r| r.to_event(format!("{}/late/{}/{}", self.p.name, self.cp.replays, r.id)))
-                .collect();
-            self.bus
-                .publish_batch(side, events)
-                .await
-                .map_err(self.bus_error())?;
-        }
+        let (name, replays) = (&self.p.name, self.cp.replays);
+        let late: Vec<Event> = std::mem::take(&mut self.late_out)
+            .iter()
+            .map(|r| r.to_event(format!("{name}/late/{replays}/{}", r.id)))
+            .collect();
         let records = std::mem::take(&mut self.records_out);
-        if let SinkState::Topic(topic) = &self.sink {
-            let mut events: Vec<Event> = records
-                .iter()
-                .map(|r| r.to_event(format!("{}/{}/{}", self.p.name, self.cp.replays, r.id)))
-                .collect();
-            events.extend(rows.iter().map(|row| {
+        let mut out = Vec::new();
+        if matches!(self.sink, Some(SinkState::Topic(_))) {
+            out.extend(
+                records
+                    .iter()
+                    .map(|r| r.to_event(format!("{name}/{replays}/{}", r.id))),
+            );
+            out.extend(rows.iter().map(|row| {
                 let mut e = Event::new(
                     "WindowResult",
                     serde_json::json!({
@@ -1359,22 +1462,16 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
                     .to_string(),
                 );
                 e.id = format!(
-                    "{}/{}/{}/{}/{}",
-                    self.p.name, self.cp.replays, row.key, row.window_start_ms, row.window_end_ms
+                    "{name}/{replays}/{}/{}/{}",
+                    row.key, row.window_start_ms, row.window_end_ms
                 );
                 e.key = Some(row.key.clone());
                 e.time_ms = Some(row.window_end_ms);
                 e.data_content_type = Some("application/json".into());
                 e
             }));
-            for chunk in events.chunks(1_000) {
-                self.bus
-                    .publish_batch(topic, chunk.to_vec())
-                    .await
-                    .map_err(self.bus_error())?;
-            }
         }
-        if matches!(self.sink, SinkState::Embedded) {
+        if matches!(self.sink, Some(SinkState::Embedded)) {
             for row in &rows {
                 self.cp.results.insert(
                     (row.key.clone(), row.window_start_ms, row.window_end_ms),
@@ -1395,28 +1492,82 @@ impl<A: Aggregate, B: Bus> Run<A, B> {
             }
         }
         self.cp.epoch += 1;
-        self.save_state().await?;
-        if let SinkState::Postgres(pg) = &mut self.sink {
-            let mark = PgMark {
+        Ok(Pending {
+            epoch: self.cp.epoch,
+            state: self.encode()?,
+            mark: PgMark {
                 epoch: self.cp.epoch,
                 positions: self.cp.positions.clone(),
-            };
-            pg.commit(&rows, &mark).await?;
-        }
+            },
+            rows,
+            late,
+            out,
+            times: std::mem::take(&mut self.times),
+            counts: self.cp.counts,
+            watermark_ms: self
+                .cp
+                .stream_time_ms
+                .saturating_sub(self.p.max_out_of_order_ms),
+            started,
+        })
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, ProcessorError> {
+        Ok(
+            serde_json::to_vec(&self.cp).map_err(|e| StoreError::Corrupt {
+                path: self.store.dir().to_path_buf(),
+                reason: e.to_string(),
+            })?,
+        )
+    }
+
+    /// Starts writing `pending` — after the write in flight, if any, has
+    /// finished: checkpoints are written one at a time, in order.
+    async fn commit(&mut self, pending: Pending) -> Result<(), ProcessorError> {
+        self.finish().await?;
+        let Some(sink) = self.sink.take() else {
+            return Err(ProcessorError::Stopped(self.p.name.clone()));
+        };
+        let io = CommitIo {
+            bus: self.bus.clone(),
+            store: self.store.clone(),
+            side_topic: self.p.side_topic.clone(),
+            name: self.p.name.clone(),
+        };
+        self.in_flight = Some(tokio::spawn(io.write(sink, pending)));
+        Ok(())
+    }
+
+    /// Waits for the write in flight, and tells the metrics and the
+    /// observer about it.
+    async fn finish(&mut self) -> Result<(), ProcessorError> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let (sink, done) = task
+            .await
+            .map_err(|_| ProcessorError::Stopped(self.p.name.clone()))??;
+        self.sink = Some(sink);
         let now = self.p.clock.now_ms();
-        for t in self.times.drain(..) {
-            self.metrics.observe_delay(now.saturating_sub(t));
+        if let Some(observe) = &self.p.observer {
+            observe(&Checkpointed {
+                epoch: done.epoch,
+                events_total: done.counts.events,
+                event_times_ms: &done.times,
+                committed_ms: now,
+            });
         }
-        self.metrics.set_counts(&self.cp.counts);
-        let wm = self
-            .cp
-            .stream_time_ms
-            .saturating_sub(self.p.max_out_of_order_ms);
-        self.metrics.watermark_ms.store(wm, Ordering::Relaxed);
+        for t in &done.times {
+            self.metrics.observe_delay(now.saturating_sub(*t));
+        }
+        self.metrics.set_counts(&done.counts);
+        self.metrics
+            .watermark_ms
+            .store(done.watermark_ms, Ordering::Relaxed);
         self.metrics.commits.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .commit_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(done.started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -14,6 +14,7 @@ mod machine;
 mod memory;
 mod pacer;
 mod peers;
+mod process;
 mod report;
 mod runtime;
 mod server;
@@ -55,6 +56,10 @@ enum BenchCommand {
     /// durable appends with an exact expected version, stream reads and
     /// aggregate loads with and without a snapshot.
     Store(store::BenchStoreArgs),
+    /// A stream processor (keyed tumbling-window count into the machine's
+    /// PostgreSQL) against the raw consume + ack of the same bus, and its
+    /// publish → result-row delay at 10,000 events/s.
+    Process(process::BenchProcessArgs),
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -65,6 +70,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Runtime(args) => runtime::run(&args),
         BenchCommand::Peers(args) => peers::run(&args),
         BenchCommand::Store(args) => store::run(&args),
+        BenchCommand::Process(args) => process::run(&args),
     }
 }
 

@@ -65,7 +65,7 @@ pub struct BenchRuntimeArgs {
 }
 
 /// JSON of 100 bytes, as the handler decodes it.
-const EVENT_JSON: &str = r#"{"order":"o-000001","sku":"sku-lamp","quantity":2,"amount_cents":12345,"note":"a 100-byte event"}"#;
+pub(super) const EVENT_JSON: &str = r#"{"order":"o-000001","sku":"sku-lamp","quantity":2,"amount_cents":12345,"note":"a 100-byte event"}"#;
 
 #[derive(Debug, serde::Deserialize)]
 #[allow(dead_code)] // decoded, as a real handler would, and dropped
@@ -101,13 +101,7 @@ pub fn run(args: &BenchRuntimeArgs) -> Result<()> {
         let dir = scratch.join(&format!("raw-{round}"));
         let elapsed = drain_raw(&runtime, &dir, events)?;
         raw.push(elapsed);
-        let row = drain_row(
-            "raw fetch + ack_all",
-            events,
-            elapsed,
-            round,
-            "4 consumers, fetch ≤ 500, one ack_all per fetch",
-        );
+        let row = raw_row(events, elapsed, round);
         TABLE.print_row(&row);
         rows.push(row);
         let dir = scratch.join(&format!("service-{round}"));
@@ -190,7 +184,8 @@ pub fn run(args: &BenchRuntimeArgs) -> Result<()> {
     scratch.remove()
 }
 
-const TABLE: Table = Table {
+/// The table of the drain benchmarks (this one and `eddy bench process`).
+pub(super) const TABLE: Table = Table {
     columns: [
         "workload", "events", "fsync", "result", "round", "", "", "", "", "notes",
     ],
@@ -198,7 +193,13 @@ const TABLE: Table = Table {
     right_aligned: [false, true, false, true, true, false, false, false, false],
 };
 
-fn drain_row(what: &str, events: u64, elapsed: Duration, round: u32, notes: &str) -> Row {
+pub(super) fn drain_row(
+    what: &str,
+    events: u64,
+    elapsed: Duration,
+    round: u32,
+    notes: &str,
+) -> Row {
     let rate = events as f64 / elapsed.as_secs_f64();
     [
         what.to_string(),
@@ -226,17 +227,25 @@ fn median_rate(events: u64, elapsed: &[Duration]) -> f64 {
 /// Preloads `events` JSON events under fsync `never`, then reopens the
 /// broker with `always` for the drain.
 fn preloaded(runtime: &Runtime, dir: &Path, events: u64) -> Result<Broker> {
+    preloaded_with(runtime, dir, |bus| async move {
+        let data = Bytes::from_static(EVENT_JSON.as_bytes());
+        consume::preload_data(&bus, TOPIC, events, data).await
+    })
+}
+
+/// Runs `preload` on a fresh broker in `dir` opened with fsync `never`,
+/// then reopens it with `always`.
+pub(super) fn preloaded_with<F: std::future::Future<Output = Result<()>>>(
+    runtime: &Runtime,
+    dir: &Path,
+    preload: impl FnOnce(Broker) -> F,
+) -> Result<Broker> {
     let config = BrokerConfig {
         fsync: FsyncPolicy::Never,
         ..BrokerConfig::default()
     };
     let broker = Broker::open(dir, config)?;
-    let loaded = runtime.block_on(consume::preload_data(
-        &broker,
-        TOPIC,
-        events,
-        Bytes::from_static(EVENT_JSON.as_bytes()),
-    ));
+    let loaded = runtime.block_on(preload(broker.clone()));
     broker.close()?;
     loaded?;
     Broker::open(dir, BrokerConfig::default())
@@ -245,15 +254,38 @@ fn preloaded(runtime: &Runtime, dir: &Path, events: u64) -> Result<Broker> {
 
 fn drain_raw(runtime: &Runtime, dir: &Path, events: u64) -> Result<Duration> {
     let broker = preloaded(runtime, dir, events)?;
+    raw_drain(runtime, broker, dir, TOPIC, events)
+}
+
+/// Drains `topic` of the preloaded `broker` (in `dir`) with the raw
+/// consumers, closes it and removes `dir`; returns the drain's time.
+pub(super) fn raw_drain(
+    runtime: &Runtime,
+    broker: Broker,
+    dir: &Path,
+    topic: &str,
+    events: u64,
+) -> Result<Duration> {
     let drained = runtime.block_on(consume::drain(
         std::slice::from_ref(&broker),
-        TOPIC,
+        topic,
         "bench-raw",
         events,
     ));
     broker.close()?;
     std::fs::remove_dir_all(dir)?;
     Ok(drained?.elapsed)
+}
+
+/// The row of a raw drain.
+pub(super) fn raw_row(events: u64, elapsed: Duration, round: u32) -> Row {
+    drain_row(
+        "raw fetch + ack_all",
+        events,
+        elapsed,
+        round,
+        "4 consumers, fetch ≤ 500, one ack_all per fetch",
+    )
 }
 
 fn drain_service(runtime: &Runtime, dir: &Path, events: u64) -> Result<Duration> {

@@ -120,18 +120,32 @@ pub async fn preload<B: Bus>(bus: &B, topic: &str, events: u64) -> Result<()> {
 
 /// [`preload`] with `data` as every event's data.
 pub async fn preload_data<B: Bus>(bus: &B, topic: &str, events: u64, data: Bytes) -> Result<()> {
-    bus.create_topic(topic, TopicConfig::with_partitions(PARTITIONS))
-        .await?;
     // Batches of at most 10,000 events and 4 MiB (under the broker's
     // batch limit for any event size).
     let per_batch = PRELOAD_BATCH
         .min((4 << 20) / data.len().max(1) as u64)
         .max(1);
+    preload_events(bus, topic, events, per_batch, |i| {
+        Event::new("BenchPreloaded", data.clone()).with_id(format!("c{i}"))
+    })
+    .await
+}
+
+/// Creates `topic` with [`PARTITIONS`] partitions and publishes `events`
+/// events made by `event(n)`, `per_batch` per `publish_batch`; checks the
+/// topic holds them all.
+pub async fn preload_events<B: Bus>(
+    bus: &B,
+    topic: &str,
+    events: u64,
+    per_batch: u64,
+    event: impl Fn(u64) -> Event,
+) -> Result<()> {
+    bus.create_topic(topic, TopicConfig::with_partitions(PARTITIONS))
+        .await?;
     let mut n = 0;
     while n < events {
-        let batch: Vec<Event> = (n..events.min(n + per_batch))
-            .map(|i| Event::new("BenchPreloaded", data.clone()).with_id(format!("c{i}")))
-            .collect();
+        let batch: Vec<Event> = (n..events.min(n + per_batch)).map(&event).collect();
         n += batch.len() as u64;
         bus.publish_batch(topic, batch).await?;
     }
