@@ -98,7 +98,7 @@ fn counting(name: &str) -> ProcessorBuilder<u64> {
     Processor::builder(name)
         .input("clicks")
         .filter(|r| r.ty != "Ignored")
-        .rekey(|r| r.value["page"].as_str().unwrap_or("?").to_string())
+        .rekey(|r| r.value()["page"].as_str().unwrap_or("?").to_string())
         .window(WindowSpec::tumbling(SIZE as u64).unwrap(), LATENESS as u64)
         .max_out_of_order_ms(OUT_OF_ORDER as u64)
         .late_events_to("clicks.late")
@@ -250,7 +250,7 @@ async fn a_replay_from_a_time_replaces_the_results_from_that_window_on() {
     let tenfold = Processor::builder("replay")
         .input("clicks")
         .filter(|r| r.ty != "Ignored")
-        .rekey(|r| r.value["page"].as_str().unwrap_or("?").to_string())
+        .rekey(|r| r.value()["page"].as_str().unwrap_or("?").to_string())
         .window(WindowSpec::tumbling(SIZE as u64).unwrap(), LATENESS as u64)
         .max_out_of_order_ms(OUT_OF_ORDER as u64)
         .idle_poll_ms(2)
@@ -331,7 +331,7 @@ async fn a_stream_table_join_over_many_partitions_and_session_windows() {
         .aggregate_sessions(
             |s: &mut Spent, r: &Record| {
                 s.orders += 1;
-                s.cents += r.value["amount"].as_u64().unwrap_or(0);
+                s.cents += r.value()["amount"].as_u64().unwrap_or(0);
             },
             |into, other| {
                 into.orders += other.orders;
@@ -390,7 +390,8 @@ async fn a_stateless_pipeline_writes_records_to_a_topic() {
             vec![page, user]
         })
         .map(|mut r| {
-            r.value = json!({ "from": r.topic, "key": r.key });
+            let v = json!({ "from": r.topic, "key": r.key });
+            r.set_value(v);
             r
         })
         .idle_poll_ms(2)
@@ -417,6 +418,11 @@ async fn a_stateless_pipeline_writes_records_to_a_topic() {
         kept
     );
     assert!(out.iter().all(|e| e.event.id.starts_with("pages/0/click-")));
+    for e in &out {
+        let data: serde_json::Value = serde_json::from_slice(&e.event.data).unwrap();
+        assert_eq!(data["from"], "clicks");
+        assert_eq!(data["key"].as_str(), e.event.key.as_deref());
+    }
 }
 
 #[tokio::test]

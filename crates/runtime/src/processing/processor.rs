@@ -81,6 +81,10 @@ pub const BATCH_MAX_LIMIT: u32 = 10_000;
 pub const TABLE_KEYS_MAX: usize = 1_000_000;
 
 /// One event as the operators see it.
+///
+/// Its data is parsed as JSON only when [`Record::value`] is first asked
+/// for (data that is not JSON reads as `null`), so operators that look at
+/// the key, type or time alone pay nothing for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The id of the event it came from (`#n` appended for the n-th
@@ -94,29 +98,62 @@ pub struct Record {
     pub key: String,
     /// Its event time (ms since the epoch).
     pub time_ms: i64,
-    /// The event's data, as JSON.
-    pub value: Value,
+    data: bytes::Bytes,
+    value: std::sync::OnceLock<Value>,
 }
 
 impl Record {
-    fn of(e: &StoredEvent) -> Option<Record> {
-        let value = if e.event.data.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&e.event.data).ok()?
-        };
-        Some(Record {
-            id: e.event.id.clone(),
-            topic: e.topic.clone(),
-            ty: e.event.ty.clone(),
-            key: e.event.key.clone().unwrap_or_default(),
-            time_ms: event_time(e),
-            value,
-        })
+    /// A record of `value` (for operators that make new records).
+    pub fn new(
+        id: impl Into<String>,
+        ty: impl Into<String>,
+        key: impl Into<String>,
+        time_ms: i64,
+        value: Value,
+    ) -> Record {
+        Record {
+            id: id.into(),
+            topic: String::new(),
+            ty: ty.into(),
+            key: key.into(),
+            time_ms,
+            data: bytes::Bytes::new(),
+            value: std::sync::OnceLock::from(value),
+        }
+    }
+
+    fn of(e: StoredEvent) -> Record {
+        let time_ms = event_time(&e);
+        let event = e.event;
+        Record {
+            id: event.id,
+            topic: e.topic,
+            ty: event.ty,
+            key: event.key.unwrap_or_default(),
+            time_ms,
+            data: event.data,
+            value: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The data, as JSON (`null` if it is not JSON).
+    pub fn value(&self) -> &Value {
+        self.value
+            .get_or_init(|| serde_json::from_slice(&self.data).unwrap_or(Value::Null))
+    }
+
+    /// Replaces the data.
+    pub fn set_value(&mut self, value: Value) {
+        self.data = bytes::Bytes::new();
+        self.value = std::sync::OnceLock::from(value);
     }
 
     fn to_event(&self, id: String) -> Event {
-        let mut event = Event::new(self.ty.clone(), self.value.to_string());
+        let data = match self.value.get() {
+            Some(v) if self.data.is_empty() => bytes::Bytes::from(v.to_string()),
+            _ => self.data.clone(),
+        };
+        let mut event = Event::new(self.ty.clone(), data);
         event.id = id;
         event.key = Some(self.key.clone());
         event.time_ms = Some(self.time_ms);
@@ -588,8 +625,6 @@ enum OpState<A> {
 pub struct Counts {
     /// Input events read.
     pub events: u64,
-    /// Input events whose data is not JSON (skipped).
-    pub undecodable: u64,
     /// Records too late for every window.
     pub late: u64,
     /// Records dropped because they are older than the replay's start.
@@ -642,7 +677,6 @@ const DELAY_BUCKETS_MS: [u64; 20] = [
 pub struct ProcessorMetrics {
     name: String,
     events: AtomicU64,
-    undecodable: AtomicU64,
     late: AtomicU64,
     results: AtomicU64,
     commits: AtomicU64,
@@ -664,7 +698,6 @@ impl ProcessorMetrics {
 
     fn set_counts(&self, c: &Counts) {
         self.events.store(c.events, Ordering::Relaxed);
-        self.undecodable.store(c.undecodable, Ordering::Relaxed);
         self.late.store(c.late, Ordering::Relaxed);
         self.results.store(c.results, Ordering::Relaxed);
     }
@@ -736,11 +769,6 @@ impl ProcessorMetrics {
                 "eddy_processor_events_total",
                 "Input events read.",
                 &self.events,
-            ),
-            (
-                "eddy_processor_undecodable_events_total",
-                "Input events whose data is not JSON (skipped).",
-                &self.undecodable,
             ),
             (
                 "eddy_processor_late_events_total",
@@ -1282,11 +1310,11 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             let Some(e) = self.inputs[i].buffer.pop_front() else {
                 break;
             };
-            let (topic, part) = (self.inputs[i].topic.clone(), self.inputs[i].partition);
-            self.process(&e);
-            if let Some(pos) = self.cp.positions.get_mut(&topic) {
-                pos[part as usize] = e.offset.0 + 1;
+            let input = &self.inputs[i];
+            if let Some(pos) = self.cp.positions.get_mut(&input.topic) {
+                pos[input.partition as usize] = e.offset.0 + 1;
             }
+            self.process(e);
             processed += 1;
         }
         Ok(done + processed)
@@ -1333,13 +1361,9 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
         Ok(())
     }
 
-    fn process(&mut self, e: &StoredEvent) {
+    fn process(&mut self, e: StoredEvent) {
         self.cp.counts.events += 1;
-        let Some(record) = Record::of(e) else {
-            self.cp.counts.undecodable += 1;
-            return;
-        };
-        let mut records = vec![record];
+        let mut records = vec![Record::of(e)];
         for stage in &self.p.stages {
             records = match stage {
                 Stage::Each(f) => records.into_iter().flat_map(f).collect(),

@@ -66,7 +66,7 @@ pub fn processor(name: &str) -> Result<ProcessorBuilder<Minute>> {
         .max_out_of_order_ms(OUT_OF_ORDER_MS)
         .aggregate(|m: &mut Minute, r: &Record| {
             m.orders += 1;
-            m.amount_cents += r.value["amount_cents"].as_u64().unwrap_or(0);
+            m.amount_cents += r.value()["amount_cents"].as_u64().unwrap_or(0);
         }))
 }
 
