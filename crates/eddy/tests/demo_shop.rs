@@ -46,8 +46,45 @@ fn the_shop_runs_in_one_process_and_its_orders_can_be_traced() {
         &[],
         None,
     );
-    demo.ok()
-        .stdout_has(&["placed 30", "shipped 30", "not final 0", "in this process"]);
+    demo.ok().stdout_has(&[
+        "placed 30",
+        "shipped 30",
+        "not final 0",
+        "in this process",
+        "in the processor's embedded store",
+        "(no --postgres given)",
+        "analytics processor: ",
+    ]);
+    // The analytics table: one minute (or two, if the run straddled one)
+    // adding up to the orders placed and shipped.
+    let totals = |stdout: &str| {
+        let mut placed_shipped = (0, 0);
+        for line in stdout.lines().filter(|l| l.contains(" UTC ")) {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let n = |i: usize| cells[cells.len() - 6 + i].parse::<u32>().unwrap();
+            placed_shipped.0 += n(1);
+            placed_shipped.1 += n(3);
+        }
+        placed_shipped
+    };
+    assert_eq!(totals(&demo.stdout), (30, 30), "{}", demo.stdout);
+    // Alone, recomputing from the start: the same table.
+    let replay = run(
+        &[
+            "demo",
+            "analytics",
+            "--dir",
+            data,
+            "--replay-from",
+            "2020-01-01T00:00:00Z",
+        ],
+        &[],
+        None,
+    );
+    replay
+        .ok()
+        .stdout_has(&["replaying from 2020-01-01T00:00:00.000Z"]);
+    assert_eq!(totals(&replay.stdout), (30, 30), "{}", replay.stdout);
     let order = format!("o-{}-3", run_id(&demo.stdout));
     let trace = run(&["trace", &order, "--dir", data], &[], None);
     trace.ok().stdout_has(&[

@@ -148,7 +148,9 @@ async fn topic_len(bus: &Broker, topic: &str) -> usize {
 
 #[tokio::test]
 async fn windowed_counts_with_out_of_order_and_late_events_match_a_brute_force_computation() {
-    for seed in [1, 2, 3] {
+    // Small batches make many rounds, each checkpoint written while the
+    // next round runs.
+    for (seed, batch) in [(1, 1_000), (2, 7), (3, 50)] {
         let dir = tempfile::tempdir().unwrap();
         let bus = broker(&dir.path().join("bus"));
         setup(&bus, 1).await;
@@ -161,6 +163,7 @@ async fn windowed_counts_with_out_of_order_and_late_events_match_a_brute_force_c
         publish(&bus, &input, 0).await;
 
         let mut p = counting("clicks-per-page")
+            .batch_max(batch)
             .build()
             .unwrap()
             .start(bus.clone(), dir.path().join("state"), Sink::Embedded)

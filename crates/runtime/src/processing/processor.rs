@@ -954,6 +954,13 @@ fn event_time(e: &StoredEvent) -> i64 {
     e.event.time_ms.unwrap_or(e.timestamp_ms)
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SinkKind {
+    Postgres,
+    Embedded,
+    Topic,
+}
+
 enum SinkState {
     Postgres(PostgresSink),
     Embedded,
@@ -1038,6 +1045,8 @@ struct Run<A, B> {
     store: StateStore,
     /// The sink; out while a checkpoint is being written.
     sink: Option<SinkState>,
+    /// Which sink it is (also while it is out).
+    kind: SinkKind,
     /// The checkpoint being written, beside processing.
     in_flight: Option<JoinHandle<Result<(SinkState, Pending), ProcessorError>>>,
     metrics: Arc<ProcessorMetrics>,
@@ -1113,6 +1122,11 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             p,
             bus,
             store,
+            kind: match &sink {
+                SinkState::Postgres(_) => SinkKind::Postgres,
+                SinkState::Embedded => SinkKind::Embedded,
+                SinkState::Topic(_) => SinkKind::Topic,
+            },
             sink: Some(sink),
             in_flight: None,
             metrics,
@@ -1441,7 +1455,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
     fn prepare(&mut self) -> Result<Pending, ProcessorError> {
         let started = std::time::Instant::now();
         let mut windows = std::mem::take(&mut self.closed);
-        if self.p.emit == Emit::OnUpdate && !matches!(self.sink, Some(SinkState::Topic(_))) {
+        if self.p.emit == Emit::OnUpdate && self.kind != SinkKind::Topic {
             if let OpState::Windows(w) = &mut self.cp.state {
                 windows.extend(w.take_updates());
             }
@@ -1464,11 +1478,11 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
         let (name, replays) = (&self.p.name, self.cp.replays);
         let late: Vec<Event> = std::mem::take(&mut self.late_out)
             .iter()
-            .map(|r| r.to_event(format!("{name}/late/{replays}/{}", r.id)))
+            .map(|r| r.to_event(format!("{name}/late/{}", r.id)))
             .collect();
         let records = std::mem::take(&mut self.records_out);
         let mut out = Vec::new();
-        if matches!(self.sink, Some(SinkState::Topic(_))) {
+        if self.kind == SinkKind::Topic {
             out.extend(
                 records
                     .iter()
@@ -1495,7 +1509,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                 e
             }));
         }
-        if matches!(self.sink, Some(SinkState::Embedded)) {
+        if self.kind == SinkKind::Embedded {
             for row in &rows {
                 self.cp.results.insert(
                     (row.key.clone(), row.window_start_ms, row.window_end_ms),
