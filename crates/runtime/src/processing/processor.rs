@@ -79,6 +79,8 @@ use super::window::{Closed, WindowSpec, Windowed};
 pub const BATCH_MAX_LIMIT: u32 = 10_000;
 /// Most keys one table may hold.
 pub const TABLE_KEYS_MAX: usize = 1_000_000;
+/// Most windows (or sessions), over all keys, open at once.
+pub const OPEN_WINDOWS_MAX: usize = 1_000_000;
 
 /// One event as the operators see it.
 ///
@@ -257,6 +259,15 @@ pub enum ProcessorError {
         processor: String,
         /// The table's topic.
         table: String,
+    },
+    /// More than [`OPEN_WINDOWS_MAX`] windows are open (too many keys, or
+    /// a watermark that does not move).
+    #[error("processor {processor}: {open} windows are open, more than {OPEN_WINDOWS_MAX}")]
+    StateFull {
+        /// The processor.
+        processor: String,
+        /// Windows open.
+        open: usize,
     },
     /// The processor stopped on an error (reported by
     /// [`RunningProcessor::caught_up`]; [`RunningProcessor::stop`] returns
@@ -1256,6 +1267,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                 return self.finish().await;
             }
             let read = self.round().await?;
+            self.check_state()?;
             if read > 0 {
                 let pending = self.prepare()?;
                 self.commit(pending).await?;
@@ -1284,14 +1296,20 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
         for t in 0..self.p.tables.len() {
             let (topic, partitions) = self.topics[t].clone();
             for part in 0..partitions as usize {
-                let at = self.cp.positions[&topic][part];
-                let batch = self.read(&topic, part as u32, at).await?;
-                done += batch.events.len();
-                for e in &batch.events {
-                    self.table_update(&topic, e)?;
-                }
-                if let Some(pos) = self.cp.positions.get_mut(&topic) {
-                    pos[part] = batch.next_offset.0;
+                // To its end: a join never sees half a table.
+                loop {
+                    let at = self.cp.positions[&topic][part];
+                    let batch = self.read(&topic, part as u32, at).await?;
+                    done += batch.events.len();
+                    for e in &batch.events {
+                        self.table_update(&topic, e)?;
+                    }
+                    if let Some(pos) = self.cp.positions.get_mut(&topic) {
+                        pos[part] = batch.next_offset.0;
+                    }
+                    if batch.events.len() < self.p.batch_max as usize {
+                        break;
+                    }
                 }
             }
         }
@@ -1332,6 +1350,24 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             processed += 1;
         }
         Ok(done + processed)
+    }
+
+    /// Fails once the open windows (or sessions) pass
+    /// [`OPEN_WINDOWS_MAX`]: the state is held in memory and written whole
+    /// at every checkpoint.
+    fn check_state(&self) -> Result<(), ProcessorError> {
+        let open = match &self.cp.state {
+            OpState::Stateless => 0,
+            OpState::Windows(w) => w.open_windows(),
+            OpState::Sessions(s) => s.open_sessions(),
+        };
+        if open > OPEN_WINDOWS_MAX {
+            return Err(ProcessorError::StateFull {
+                processor: self.p.name.clone(),
+                open,
+            });
+        }
+        Ok(())
     }
 
     async fn read(
