@@ -77,6 +77,7 @@ fn the_shop_runs_in_one_process_and_its_orders_can_be_traced() {
             data,
             "--replay-from",
             "2020-01-01T00:00:00Z",
+            "--metrics",
         ],
         &[],
         None,

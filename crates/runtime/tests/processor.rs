@@ -15,6 +15,10 @@ use eddy_runtime::processing::{
 };
 use serde_json::json;
 
+/// The metrics crate's strict checker of the Prometheus text format.
+#[path = "../../metrics/tests/support/exposition.rs"]
+mod exposition;
+
 const PG: &str = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3";
 const SIZE: i64 = 10_000;
 const LATENESS: i64 = 1_000;
@@ -181,11 +185,15 @@ async fn windowed_counts_with_out_of_order_and_late_events_match_a_brute_force_c
             expected
         );
         let text = metrics.render();
-        assert!(
-            text.contains(&format!(
-                "eddy_processor_late_events_total{{processor=\"clicks-per-page\"}} {late}"
-            )),
-            "{text}"
+        let samples = exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let of =
+            |name| exposition::value(&samples, name, &[("processor", "clicks-per-page")]).unwrap();
+        assert_eq!(of("eddy_processor_late_events_total"), late as f64);
+        assert_eq!(of("eddy_processor_events_total"), 600.0);
+        // Every on-time record's delay is in the histogram.
+        assert_eq!(
+            of("eddy_processor_result_delay_seconds_count"),
+            expected.values().sum::<u64>() as f64
         );
     }
 }

@@ -63,6 +63,9 @@ struct AnalyticsArgs {
     /// Minutes to print (the latest).
     #[arg(long, default_value_t = 10)]
     minutes: usize,
+    /// Also print the processor's metrics, in the Prometheus text format.
+    #[arg(long)]
+    metrics: bool,
     /// The processor's name (tests run several over one bus).
     #[arg(long, hide = true, default_value = analytics::NAME)]
     name: String,
@@ -678,7 +681,11 @@ fn analytics_command(args: AnalyticsArgs) -> Result<()> {
         bus.close().context("close the embedded bus")?;
         anyhow::Ok(figures)
     })?;
-    print_analytics(&rt, &target, &figures, args.minutes)
+    print_analytics(&rt, &target, &figures, args.minutes)?;
+    if args.metrics {
+        print!("{}", figures.render());
+    }
+    Ok(())
 }
 
 fn service_command(args: ServiceArgs) -> Result<()> {
