@@ -80,13 +80,10 @@ async fn a_failed_commit_changes_neither_rows_nor_checkpoint() {
         watermark_ms: 1,
     };
     s.commit(&[row("a", 0, 1)], &kept).await.unwrap();
-    // The second row cannot be stored (PostgreSQL text holds no NUL): the
-    // first row of the same commit and the checkpoint must not land.
-    let bad = Checkpoint {
-        positions: vec![9],
-        watermark_ms: 2,
-    };
-    let failed = s.commit(&[row("a", 0, 99), row("b\0", 0, 1)], &bad).await;
+    // The rows are fine but the checkpoint cannot be stored (jsonb holds
+    // no NUL): the rows of the same commit must not land either.
+    let bad = serde_json::json!({ "positions": [9], "note": "\u{0}" });
+    let failed = s.commit(&[row("a", 0, 99), row("b", 0, 1)], &bad).await;
     assert!(matches!(failed, Err(SinkError::Postgres(_))), "{failed:?}");
     assert_eq!(s.rows().await.unwrap(), [row("a", 0, 1)]);
     assert_eq!(s.checkpoint::<Checkpoint>().await.unwrap(), Some(kept));
@@ -123,4 +120,33 @@ async fn a_replay_deletes_the_windows_it_recomputes_and_resets_the_checkpoint() 
 async fn a_table_name_that_is_not_an_identifier_is_refused() {
     let e = PostgresSink::connect(CONN, "p", "results; DROP TABLE x").await;
     assert!(matches!(e, Err(SinkError::BadTable(_))), "{e:?}");
+}
+
+#[tokio::test]
+async fn keys_and_values_postgresql_refuses_are_stored_all_the_same() {
+    let Some(mut s) = sink("odd").await else {
+        return;
+    };
+    let long = "k".repeat(4_000);
+    let rows = [
+        ResultRow {
+            value: serde_json::json!({ "name": "a\u{0}b", "x\u{0}": 1 }),
+            ..row("nul\u{0}key", 0, 1)
+        },
+        row(&long, 0, 2),
+    ];
+    let at = Checkpoint {
+        positions: vec![1],
+        watermark_ms: 0,
+    };
+    s.commit(&rows, &at).await.unwrap();
+    let stored = s.rows().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|r| r.key.starts_with("sha256:")));
+    assert!(
+        stored
+            .iter()
+            .any(|r| r.value == serde_json::json!({ "name": "a\u{fffd}b", "x\u{fffd}": 1 }))
+    );
+    s.drop_all().await.unwrap();
 }

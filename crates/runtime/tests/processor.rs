@@ -430,12 +430,99 @@ async fn a_stateless_pipeline_writes_records_to_a_topic() {
         out.iter().filter(|e| e.event.ty == "UserActive").count(),
         kept
     );
-    assert!(out.iter().all(|e| e.event.id.starts_with("pages/0/click-")));
+    assert!(
+        out.iter()
+            .all(|e| e.event.id.starts_with("pages/0/clicks/"))
+    );
     for e in &out {
         let data: serde_json::Value = serde_json::from_slice(&e.event.data).unwrap();
         assert_eq!(data["from"], "clicks");
         assert_eq!(data["key"].as_str(), e.event.key.as_deref());
     }
+}
+
+#[tokio::test]
+async fn other_windows_do_not_resume_a_checkpoint_but_replay_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir.path().join("bus"));
+    setup(&bus, 1).await;
+    let input = clicks(4, 100);
+    publish(&bus, &input, 0).await;
+    let state = dir.path().join("state");
+    let mut p = counting("shape")
+        .build()
+        .unwrap()
+        .start(bus.clone(), &state, Sink::Embedded)
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    p.stop().await.unwrap();
+    let wider = || {
+        Processor::builder("shape")
+            .input("clicks")
+            .window(WindowSpec::tumbling(20_000).unwrap(), 0)
+            .max_out_of_order_ms(60_000) // none late: every click counted
+            .idle_poll_ms(2)
+            .aggregate(|c: &mut u64, _: &Record| *c += 1)
+    };
+    let e = wider()
+        .build()
+        .unwrap()
+        .start(bus.clone(), &state, Sink::Embedded)
+        .await;
+    assert!(matches!(e, Err(ProcessorError::Config { .. })), "{e:?}");
+    let mut p = wider()
+        .replay_from(input.iter().map(|c| c.t).min().unwrap())
+        .build()
+        .unwrap()
+        .start(bus.clone(), &state, Sink::Embedded)
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    let rows = p.stop().await.unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.window_end_ms - r.window_start_ms == 20_000)
+    );
+    assert_eq!(
+        rows.iter().map(|r| r.value.as_u64().unwrap()).sum::<u64>(),
+        100
+    );
+}
+
+#[tokio::test]
+async fn long_keys_get_bounded_result_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir.path().join("bus"));
+    setup(&bus, 1).await;
+    bus.create_topic("counts", TopicConfig::default())
+        .await
+        .unwrap();
+    publish(&bus, &clicks(6, 50), 0).await;
+    let mut p = Processor::builder("long-keys")
+        .input("clicks")
+        .rekey(|r| format!("{}-{}", "k".repeat(300), r.value()["page"]))
+        .window(WindowSpec::tumbling(1_000).unwrap(), 0)
+        .idle_poll_ms(2)
+        .aggregate(|c: &mut u64, _: &Record| *c += 1)
+        .build()
+        .unwrap()
+        .start(
+            bus.clone(),
+            dir.path().join("state"),
+            Sink::Topic("counts".into()),
+        )
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    p.stop().await.unwrap();
+    let out = bus
+        .read("counts", Partition(0), ReadFrom::Beginning, 1_000)
+        .await
+        .unwrap()
+        .events;
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|e| e.event.id.starts_with("sha256:")));
 }
 
 #[tokio::test]

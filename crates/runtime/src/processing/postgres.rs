@@ -25,6 +25,45 @@ const CHECKPOINT_UPSERT: &str = "INSERT INTO eddy_checkpoints (processor, checkp
      VALUES ($1, $2::text::jsonb, now())
      ON CONFLICT (processor) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()";
 
+/// Longest key stored as it is (PostgreSQL's btree index refuses entries
+/// past about 2.7 kB).
+pub const KEY_BYTES_MAX: usize = 1_000;
+
+/// A key as stored: itself, or — past [`KEY_BYTES_MAX`] bytes, or holding
+/// a NUL, which PostgreSQL's text refuses — `sha256:<hex>` of it.
+pub fn stored_key(key: &str) -> String {
+    if key.len() <= KEY_BYTES_MAX && !key.contains('\0') {
+        return key.to_string();
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A value as stored: its JSON, with any NUL character in a string or a
+/// field name (which `jsonb` refuses) replaced by U+FFFD.
+fn stored_value(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if !text.contains("\\u0000") {
+        return text;
+    }
+    fn clean(v: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(s.replace('\0', "\u{fffd}")),
+            Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{fffd}"), clean(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    clean(value).to_string()
+}
+
 /// Why the sink failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -137,10 +176,10 @@ impl PostgresSink {
         let tx = self.client.transaction().await?;
         if !rows.is_empty() {
             // One statement for every row: arrays unnested server-side.
-            let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+            let keys: Vec<String> = rows.iter().map(|r| stored_key(&r.key)).collect();
             let starts: Vec<i64> = rows.iter().map(|r| r.window_start_ms).collect();
             let ends: Vec<i64> = rows.iter().map(|r| r.window_end_ms).collect();
-            let values: Vec<String> = rows.iter().map(|r| r.value.to_string()).collect();
+            let values: Vec<String> = rows.iter().map(|r| stored_value(&r.value)).collect();
             tx.execute(
                 &format!(
                     "INSERT INTO {} (key, window_start, window_end, value, updated_at)

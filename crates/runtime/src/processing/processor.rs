@@ -52,7 +52,9 @@
 //! rounds not yet committed, which are read again.
 //!
 //! **Replay.** [`ProcessorBuilder::replay_from`] restarts the processor at
-//! an earlier time: fresh window state, inputs read again from that time
+//! an earlier time, loading no state (so it also recovers a processor
+//! whose state was lost or whose windows or inputs changed): fresh window
+//! state, inputs read again from that time
 //! (tables from the beginning), and the results of every window starting
 //! at or after the window holding that time replaced — deleted and
 //! recomputed. Windows that started before it are left as they were.
@@ -100,6 +102,8 @@ pub struct Record {
     pub key: String,
     /// Its event time (ms since the epoch).
     pub time_ms: i64,
+    /// Where its event is: (partition, offset) in `topic`.
+    origin: (u32, u64),
     data: bytes::Bytes,
     value: std::sync::OnceLock<Value>,
 }
@@ -119,6 +123,7 @@ impl Record {
             ty: ty.into(),
             key: key.into(),
             time_ms,
+            origin: (0, 0),
             data: bytes::Bytes::new(),
             value: std::sync::OnceLock::from(value),
         }
@@ -133,6 +138,7 @@ impl Record {
             ty: event.ty,
             key: event.key.unwrap_or_default(),
             time_ms,
+            origin: (e.partition.0, e.offset.0),
             data: event.data,
             value: std::sync::OnceLock::new(),
         }
@@ -148,6 +154,19 @@ impl Record {
     pub fn set_value(&mut self, value: Value) {
         self.data = bytes::Bytes::new();
         self.value = std::sync::OnceLock::from(value);
+    }
+
+    /// An id for what `processor` makes of this record, unique per input
+    /// event (topic, partition, offset) and per record made of it.
+    fn derived_id(&self, processor: &str, what: &str) -> String {
+        derived_id(&[
+            processor,
+            what,
+            &self.topic,
+            &self.origin.0.to_string(),
+            &self.origin.1.to_string(),
+            &self.id,
+        ])
     }
 
     fn to_event(&self, id: String) -> Event {
@@ -650,20 +669,33 @@ pub struct Counts {
 #[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
 struct Checkpoint<A> {
     epoch: u64,
+    /// The windows it was written with: a checkpoint is only resumed by
+    /// a processor with the same.
+    shape: String,
     /// Per topic (inputs and tables), the next offset of each partition.
     positions: BTreeMap<String, Vec<u64>>,
     stream_time_ms: i64,
     /// Results of windows starting before this are not written (a replay's
     /// start); `i64::MIN` when none.
     floor_ms: i64,
-    /// Replays so far: part of topic result ids, so that recomputed
-    /// results are not taken for duplicates.
+    /// The epoch the last replay started at (0: none): part of topic
+    /// result ids, so that recomputed results are not taken for
+    /// duplicates.
     replays: u64,
     state: OpState<A>,
     tables: BTreeMap<String, BTreeMap<String, Value>>,
     /// The embedded sink's results, by (key, start, end).
     #[serde(with = "super::entries")]
     results: BTreeMap<(String, i64, i64), Value>,
+    counts: Counts,
+}
+
+/// What a replay keeps of the newest checkpoint, whatever its state's type.
+#[derive(Debug, Default, Deserialize)]
+struct Kept {
+    #[serde(with = "super::entries", default)]
+    results: BTreeMap<(String, i64, i64), Value>,
+    #[serde(default)]
     counts: Counts,
 }
 
@@ -956,9 +988,43 @@ struct Input {
     /// Read, not processed yet; dropped on a crash (the checkpoint holds
     /// processed positions).
     buffer: VecDeque<StoredEvent>,
-    /// Whether to read when the read-ahead is empty: the last read was a
-    /// full batch, or a new round began.
+    /// Whether to read when the read-ahead is empty: the last read found
+    /// events, or a new round began.
     more: bool,
+}
+
+/// The parts joined by `/`, or, past 200 bytes, their SHA-256 (event ids
+/// are bounded).
+fn derived_id(parts: &[&str]) -> String {
+    let id = parts.join("/");
+    if id.len() <= 200 {
+        return id;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Publishes `events` in order, in batches of at most 1,000 events and
+/// 4 MiB.
+async fn publish_all<B: Bus>(bus: &B, topic: &str, events: &[Event]) -> Result<(), BusError> {
+    let mut start = 0;
+    while start < events.len() {
+        let (mut end, mut bytes) = (start, 0);
+        while end < events.len() && end - start < 1_000 {
+            let size = events[end].size_bytes();
+            if end > start && bytes + size > 4 << 20 {
+                break;
+            }
+            bytes += size;
+            end += 1;
+        }
+        bus.publish_batch(topic, events[start..end].to_vec())
+            .await?;
+        start = end;
+    }
+    Ok(())
 }
 
 fn event_time(e: &StoredEvent) -> i64 {
@@ -1023,20 +1089,14 @@ impl<B: Bus> CommitIo<B> {
         if let Some(side) = &self.side_topic
             && !p.late.is_empty()
         {
-            for chunk in p.late.chunks(1_000) {
-                self.bus
-                    .publish_batch(side, chunk.to_vec())
-                    .await
-                    .map_err(self.bus_error())?;
-            }
+            publish_all(&self.bus, side, &p.late)
+                .await
+                .map_err(self.bus_error())?;
         }
         if let SinkState::Topic(topic) = &sink {
-            for chunk in p.out.chunks(1_000) {
-                self.bus
-                    .publish_batch(topic, chunk.to_vec())
-                    .await
-                    .map_err(self.bus_error())?;
-            }
+            publish_all(&self.bus, topic, &p.out)
+                .await
+                .map_err(self.bus_error())?;
         }
         let store = self.store.clone();
         let (epoch, state) = (p.epoch, p.state.clone());
@@ -1108,6 +1168,10 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
         }
         let fresh = Checkpoint {
             epoch: 0,
+            shape: match p.shape {
+                None => "none".to_string(),
+                Some(shape) => format!("{shape:?}"),
+            },
             positions: topics
                 .iter()
                 .map(|(t, n)| (t.clone(), vec![0; *n as usize]))
@@ -1149,9 +1213,11 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             times: Vec::new(),
             inputs: Vec::new(),
         };
-        run.resume().await?;
-        if let Some(from) = run.p.replay_from {
-            run.replay(from, fresh).await?;
+        match run.p.replay_from {
+            // A replay loads no state: it is how a processor whose state is
+            // lost, or whose inputs or windows changed, starts again.
+            Some(from) => run.replay(from, fresh).await?,
+            None => run.resume().await?,
         }
         run.inputs = run.topics[run.p.tables.len()..]
             .iter()
@@ -1189,6 +1255,15 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                 dir: self.store.dir().to_path_buf(),
             });
         };
+        if cp.shape != self.cp.shape {
+            return Err(ProcessorError::Config {
+                processor: self.p.name.clone(),
+                reason: format!(
+                    "its checkpoint was written with other windows ({}, now {}); replay to recompute",
+                    cp.shape, self.cp.shape
+                ),
+            });
+        }
         for (t, n) in &self.topics {
             if cp.positions.get(t).map(Vec::len) != Some(*n as usize) {
                 return Err(ProcessorError::Config {
@@ -1231,15 +1306,29 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             }
             positions.insert(t.clone(), offsets);
         }
-        let mut results = std::mem::take(&mut self.cp.results);
+        // A new epoch past any the sink or the folder holds; the results an
+        // embedded sink kept for earlier windows carry over.
+        let newest_here = self.store.epochs()?.last().copied().unwrap_or(0);
+        let named = match &self.sink {
+            Some(SinkState::Postgres(pg)) => {
+                pg.checkpoint::<PgMark>().await?.map_or(0, |m| m.epoch)
+            }
+            _ => 0,
+        };
+        let kept = match self.store.load::<Kept>(newest_here) {
+            Ok(Some(kept)) => kept,
+            _ => Kept::default(),
+        };
+        let mut results = kept.results;
         results.retain(|(_, start, _), _| *start < floor);
+        let epoch = newest_here.max(named).saturating_add(1);
         self.cp = Checkpoint {
-            epoch: self.cp.epoch + 1,
+            epoch,
             positions,
             floor_ms: floor,
-            replays: self.cp.replays + 1,
+            replays: epoch,
             results,
-            counts: self.cp.counts,
+            counts: kept.counts,
             ..fresh
         };
         let state = self.encode()?;
@@ -1307,7 +1396,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                     if let Some(pos) = self.cp.positions.get_mut(&topic) {
                         pos[part] = batch.next_offset.0;
                     }
-                    if batch.events.len() < self.p.batch_max as usize {
+                    if batch.events.is_empty() {
                         break;
                     }
                 }
@@ -1325,7 +1414,9 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                 if input.buffer.is_empty() && input.more {
                     let batch = self.read(&input.topic, input.partition, input.next).await?;
                     let input = &mut self.inputs[i];
-                    input.more = batch.events.len() >= self.p.batch_max as usize;
+                    // Only an empty read says "nothing more now": a read
+                    // can come back short of `batch_max` (a byte cap).
+                    input.more = !batch.events.is_empty();
                     input.next = batch.next_offset.0;
                     input.buffer.extend(batch.events);
                 }
@@ -1514,7 +1605,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
         let (name, replays) = (&self.p.name, self.cp.replays);
         let late: Vec<Event> = std::mem::take(&mut self.late_out)
             .iter()
-            .map(|r| r.to_event(format!("{name}/late/{}", r.id)))
+            .map(|r| r.to_event(r.derived_id(name, "late")))
             .collect();
         let records = std::mem::take(&mut self.records_out);
         let mut out = Vec::new();
@@ -1522,7 +1613,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             out.extend(
                 records
                     .iter()
-                    .map(|r| r.to_event(format!("{name}/{replays}/{}", r.id))),
+                    .map(|r| r.to_event(r.derived_id(name, &replays.to_string()))),
             );
             out.extend(rows.iter().map(|row| {
                 let mut e = Event::new(
@@ -1535,10 +1626,13 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                     })
                     .to_string(),
                 );
-                e.id = format!(
-                    "{name}/{replays}/{}/{}/{}",
-                    row.key, row.window_start_ms, row.window_end_ms
-                );
+                e.id = derived_id(&[
+                    name,
+                    &replays.to_string(),
+                    &row.key,
+                    &row.window_start_ms.to_string(),
+                    &row.window_end_ms.to_string(),
+                ]);
                 e.key = Some(row.key.clone());
                 e.time_ms = Some(row.window_end_ms);
                 e.data_content_type = Some("application/json".into());
@@ -1565,7 +1659,7 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
                 }
             }
         }
-        self.cp.epoch += 1;
+        self.cp.epoch = self.cp.epoch.saturating_add(1);
         Ok(Pending {
             epoch: self.cp.epoch,
             state: self.encode()?,

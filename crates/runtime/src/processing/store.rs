@@ -134,7 +134,7 @@ impl StateStore {
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
         for old in self.epochs()? {
-            if old + 1 < epoch || old > epoch {
+            if old.saturating_add(1) < epoch || old > epoch {
                 let p = self.path(old);
                 std::fs::remove_file(&p).map_err(io(&p))?;
             }

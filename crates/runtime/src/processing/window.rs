@@ -79,11 +79,14 @@ impl WindowSpec {
     /// The windows holding event time `t_ms`, earliest first.
     pub fn windows_of(&self, t_ms: i64) -> impl Iterator<Item = Window> + '_ {
         // The latest start at or before t, then back while the window
-        // still reaches t.
-        let last = t_ms.div_euclid(self.advance_ms) * self.advance_ms;
+        // still reaches t. A time at the edge of the range has no window
+        // (and counts as late).
+        let last = t_ms
+            .div_euclid(self.advance_ms)
+            .checked_mul(self.advance_ms);
         let n = self.size_ms / self.advance_ms;
         (0..n).rev().filter_map(move |k| {
-            let start = last.checked_sub(k * self.advance_ms)?;
+            let start = last?.checked_sub(k * self.advance_ms)?;
             Some(Window {
                 start_ms: start,
                 end_ms: start.checked_add(self.size_ms)?,
@@ -252,6 +255,8 @@ mod tests {
                 end_ms: 120_000
             }]
         );
+        assert_eq!(t.windows_of(i64::MIN).count(), 0);
+        assert_eq!(t.windows_of(i64::MAX).count(), 0);
         let before_epoch: Vec<Window> = t.windows_of(-1).collect();
         assert_eq!(
             before_epoch,
