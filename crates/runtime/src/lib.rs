@@ -48,3 +48,17 @@ pub use service::{
     ServiceStats,
 };
 pub use version::{Upcasters, VERSION_HEADER, VersionError, version_of, with_version};
+
+/// Lowercase hex of a SHA-256 digest of `parts`, in order.
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for p in parts {
+        hasher.update(p);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -322,8 +322,7 @@ fn idempotency_key(service: &str, subscription: &str, event: &Event) -> Arc<str>
         if key.len() <= 256 {
             return Arc::from(format!("{service}{sep}{subscription}{sep}key{sep}{key}"));
         }
-        let digest = Sha256::digest(key.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::sha256_hex(&[key.as_bytes()]);
         return Arc::from(format!("{service}{sep}{subscription}{sep}key-sha256:{hex}"));
     }
     let (source, id) = (&event.source, &event.id);
@@ -332,12 +331,7 @@ fn idempotency_key(service: &str, subscription: &str, event: &Event) -> Arc<str>
             "{service}{sep}{subscription}{sep}{source}{sep}{id}"
         ));
     }
-    let digest = Sha256::new()
-        .chain_update(source.as_bytes())
-        .chain_update([0x1f])
-        .chain_update(id.as_bytes())
-        .finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::sha256_hex(&[source.as_bytes(), &[0x1f], id.as_bytes()]);
     Arc::from(format!("{service}{sep}{subscription}{sep}sha256:{hex}"))
 }
 

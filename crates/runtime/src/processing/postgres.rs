@@ -35,10 +35,7 @@ pub fn stored_key(key: &str) -> String {
     if key.len() <= KEY_BYTES_MAX && !key.contains('\0') {
         return key.to_string();
     }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(key.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::sha256_hex(&[key.as_bytes()]))
 }
 
 /// A value as stored: its JSON, with any NUL character in a string or a

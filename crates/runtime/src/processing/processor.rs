@@ -1000,10 +1000,7 @@ fn derived_id(parts: &[&str]) -> String {
     if id.len() <= 200 {
         return id;
     }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(id.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::sha256_hex(&[id.as_bytes()]))
 }
 
 /// Publishes `events` in order, in batches of at most 1,000 events and
