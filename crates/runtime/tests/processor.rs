@@ -491,6 +491,63 @@ async fn other_windows_do_not_resume_a_checkpoint_but_replay_it() {
 }
 
 #[tokio::test]
+async fn a_read_cut_short_by_the_byte_cap_does_not_end_a_partition() {
+    // 40 events of 900 KB, a second apart: a read of 100 comes back with
+    // fewer (the broker caps a read's bytes). A small event on another
+    // topic at 25.5 s must wait for the big topic's events before it.
+    let dir = tempfile::tempdir().unwrap();
+    let bus = broker(&dir.path().join("bus"));
+    bus.create_topic("big", TopicConfig::default())
+        .await
+        .unwrap();
+    bus.create_topic("small", TopicConfig::default())
+        .await
+        .unwrap();
+    let blob = "x".repeat(900_000);
+    for chunk in (0..40).collect::<Vec<i64>>().chunks(5) {
+        let events = chunk
+            .iter()
+            .map(|n| {
+                let mut e = Event::new("Big", json!({ "blob": blob }).to_string()).with_key("k");
+                e.time_ms = Some(n * 1_000);
+                e
+            })
+            .collect();
+        bus.publish_batch("big", events).await.unwrap();
+    }
+    let mut e = Event::new("Small", "{}").with_key("k");
+    e.time_ms = Some(25_500);
+    bus.publish("small", e).await.unwrap();
+    let first = bus
+        .read("big", Partition(0), ReadFrom::Beginning, 100)
+        .await
+        .unwrap();
+    assert!(first.events.len() < 40, "the read was not cut short");
+
+    let mut p = Processor::builder("cap")
+        .input("big")
+        .input("small")
+        .window(WindowSpec::tumbling(1_000).unwrap(), 0)
+        .batch_max(100)
+        .idle_poll_ms(2)
+        .aggregate(|c: &mut u64, _: &Record| *c += 1)
+        .build()
+        .unwrap()
+        .start(bus.clone(), dir.path().join("state"), Sink::Embedded)
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    let metrics = p.metrics();
+    let rows = p.stop().await.unwrap();
+    assert_eq!(metrics.events(), 41);
+    assert_eq!(metrics.late(), 0);
+    assert_eq!(
+        rows.iter().map(|r| r.value.as_u64().unwrap()).sum::<u64>(),
+        41
+    );
+}
+
+#[tokio::test]
 async fn long_keys_get_bounded_result_ids() {
     let dir = tempfile::tempdir().unwrap();
     let bus = broker(&dir.path().join("bus"));
