@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use eddy_broker::{Broker, BrokerConfig};
-use eddy_bus::{Bus, Event, Partition, ReadFrom, TopicConfig};
+use std::sync::Arc;
+
+use eddy_broker::{Broker, BrokerConfig, ManualClock};
+use eddy_bus::{Bus, Event, Partition, ReadFrom, Retention, TopicConfig};
 use eddy_runtime::processing::{
     Emit, Processor, ProcessorBuilder, ProcessorError, Record, ResultRow, Sink, WindowSpec,
     embedded_results,
@@ -132,12 +134,16 @@ async fn setup(bus: &Broker, partitions: u32) {
 }
 
 async fn publish(bus: &Broker, clicks: &[Click], from: usize) {
+    publish_in(bus, clicks, from, 500).await;
+}
+
+async fn publish_in(bus: &Broker, clicks: &[Click], from: usize, batch: usize) {
     let events: Vec<Event> = clicks
         .iter()
         .enumerate()
         .map(|(i, c)| event(from + i, c))
         .collect();
-    for chunk in events.chunks(500) {
+    for chunk in events.chunks(batch) {
         bus.publish_batch("clicks", chunk.to_vec()).await.unwrap();
     }
 }
@@ -544,6 +550,84 @@ async fn a_read_cut_short_by_the_byte_cap_does_not_end_a_partition() {
     assert_eq!(
         rows.iter().map(|r| r.value.as_u64().unwrap()).sum::<u64>(),
         41
+    );
+}
+
+#[tokio::test]
+async fn events_deleted_by_retention_before_they_were_read_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000_000));
+    let config = BrokerConfig {
+        timer_interval_ms: None,
+        segment_bytes_max: 16 * 1024,
+        ..BrokerConfig::default()
+    };
+    let bus = Broker::open_with_clock(dir.path().join("bus"), config, clock).unwrap();
+    let topic = TopicConfig {
+        retention: Retention {
+            events_max: Some(100),
+            ..Retention::default()
+        },
+        ..TopicConfig::with_partitions(1)
+    };
+    bus.create_topic("clicks", topic).await.unwrap();
+    let input = clicks(8, 500);
+    let first_part: Vec<Click> = input[..50]
+        .iter()
+        .map(|c| Click {
+            ignored: false,
+            ..c.clone()
+        })
+        .collect();
+    publish_in(&bus, &first_part, 0, 20).await;
+    let count = || {
+        Processor::builder("retained")
+            .input("clicks")
+            .window(WindowSpec::tumbling(SIZE as u64).unwrap(), 0)
+            .max_out_of_order_ms(60_000)
+            .idle_poll_ms(2)
+            .aggregate(|c: &mut u64, _: &Record| *c += 1)
+    };
+    let state = dir.path().join("state");
+    let mut p = count()
+        .build()
+        .unwrap()
+        .start(bus.clone(), &state, Sink::Embedded)
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    p.stop().await.unwrap();
+    let rest: Vec<Click> = input[50..]
+        .iter()
+        .map(|c| Click {
+            ignored: false,
+            ..c.clone()
+        })
+        .collect();
+    publish_in(&bus, &rest, 50, 20).await;
+    bus.tick().unwrap();
+    let first = bus.describe_topic("clicks").await.unwrap().partitions[0]
+        .first_offset
+        .0;
+    assert!(
+        first > 50,
+        "retention deleted unread events (first held: {first})"
+    );
+
+    let mut p = count()
+        .build()
+        .unwrap()
+        .start(bus.clone(), &state, Sink::Embedded)
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    let metrics = p.metrics();
+    let rows = p.stop().await.unwrap();
+    assert_eq!(metrics.skipped(), first - 50);
+    assert_eq!(metrics.events(), 50 + (500 - first));
+    assert_eq!(
+        rows.iter().map(|r| r.value.as_u64().unwrap()).sum::<u64>(),
+        50 + (500 - first)
     );
 }
 

@@ -663,6 +663,10 @@ pub struct Counts {
     pub results: u64,
     /// Result rows the embedded sink dropped to stay within `results_max`.
     pub results_dropped: u64,
+    /// Input or table events deleted by retention before the processor
+    /// read them.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -721,6 +725,7 @@ pub struct ProcessorMetrics {
     name: String,
     events: AtomicU64,
     late: AtomicU64,
+    skipped: AtomicU64,
     results: AtomicU64,
     commits: AtomicU64,
     commit_us: AtomicU64,
@@ -742,6 +747,7 @@ impl ProcessorMetrics {
     fn set_counts(&self, c: &Counts) {
         self.events.store(c.events, Ordering::Relaxed);
         self.late.store(c.late, Ordering::Relaxed);
+        self.skipped.store(c.skipped, Ordering::Relaxed);
         self.results.store(c.results, Ordering::Relaxed);
     }
 
@@ -763,6 +769,11 @@ impl ProcessorMetrics {
     /// Late records.
     pub fn late(&self) -> u64 {
         self.late.load(Ordering::Relaxed)
+    }
+
+    /// Events deleted by retention before they were read.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
     }
 
     /// Checkpoints committed since start.
@@ -817,6 +828,11 @@ impl ProcessorMetrics {
                 "eddy_processor_late_events_total",
                 "Records too late for every window.",
                 &self.late,
+            ),
+            (
+                "eddy_processor_skipped_events_total",
+                "Events deleted by retention before the processor read them.",
+                &self.skipped,
             ),
             (
                 "eddy_processor_results_total",
@@ -1409,7 +1425,8 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
             for i in 0..self.inputs.len() {
                 let input = &self.inputs[i];
                 if input.buffer.is_empty() && input.more {
-                    let batch = self.read(&input.topic, input.partition, input.next).await?;
+                    let (topic, part, next) = (input.topic.clone(), input.partition, input.next);
+                    let batch = self.read(&topic, part, next).await?;
                     let input = &mut self.inputs[i];
                     // Only an empty read says "nothing more now": a read
                     // can come back short of `batch_max` (a byte cap).
@@ -1458,21 +1475,36 @@ impl<A: Aggregate, B: Bus + Clone> Run<A, B> {
         Ok(())
     }
 
+    /// Reads from `at`; if retention deleted it, from the first event
+    /// still held, counting what was skipped (as a subscription does).
     async fn read(
-        &self,
+        &mut self,
         topic: &str,
         part: u32,
         at: u64,
     ) -> Result<eddy_bus::ReadBatch, ProcessorError> {
-        self.bus
-            .read(
-                topic,
-                Partition(part),
-                ReadFrom::Offset(Offset(at)),
-                self.p.batch_max,
-            )
+        let (partition, max) = (Partition(part), self.p.batch_max);
+        match self
+            .bus
+            .read(topic, partition, ReadFrom::Offset(Offset(at)), max)
             .await
-            .map_err(self.bus_error())
+        {
+            Err(BusError::OffsetOutOfRange { first, .. }) if first.0 > at => {
+                tracing::warn!(
+                    processor = %self.p.name,
+                    topic,
+                    partition = part,
+                    skipped = first.0 - at,
+                    "events the processor had not read were deleted by retention; reading on from the first held"
+                );
+                self.cp.counts.skipped += first.0 - at;
+                self.bus
+                    .read(topic, partition, ReadFrom::Offset(first), max)
+                    .await
+                    .map_err(self.bus_error())
+            }
+            other => other.map_err(self.bus_error()),
+        }
     }
 
     fn table_update(&mut self, topic: &str, e: &StoredEvent) -> Result<(), ProcessorError> {
