@@ -117,14 +117,15 @@ pub struct Windowed<K: Ord, A> {
     spec: WindowSpec,
     allowed_lateness_ms: i64,
     watermark_ms: i64,
-    /// Open windows by (end, start, key): closing takes from the front.
+    /// Open windows by (end, start) — closing takes from the front — and
+    /// in each, its keys' values.
     #[serde(with = "super::entries")]
-    open: BTreeMap<(i64, i64, K), A>,
+    open: BTreeMap<(i64, i64), BTreeMap<K, A>>,
     late: u64,
-    /// Open windows changed since [`Windowed::take_updates`] last ran
-    /// (empty in every checkpoint, which is taken right after).
+    /// The keys of open windows changed since [`Windowed::take_updates`]
+    /// last ran (empty in every checkpoint, which is taken right after).
     #[serde(skip)]
-    dirty: BTreeSet<(i64, i64, K)>,
+    dirty: BTreeMap<(i64, i64), BTreeSet<K>>,
 }
 
 impl<K: Ord + Clone, A: Default> Windowed<K, A> {
@@ -136,7 +137,7 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
             watermark_ms: i64::MIN,
             open: BTreeMap::new(),
             late: 0,
-            dirty: BTreeSet::new(),
+            dirty: BTreeMap::new(),
         }
     }
 
@@ -150,9 +151,9 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
         self.late
     }
 
-    /// Windows open now.
+    /// Windows open now, counting each key's apart.
     pub fn open_windows(&self) -> usize {
-        self.open.len()
+        self.open.values().map(BTreeMap::len).sum()
     }
 
     fn is_closed(&self, w: Window) -> bool {
@@ -169,9 +170,18 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
             if self.is_closed(w) {
                 continue;
             }
-            let at = (w.end_ms, w.start_ms, key.clone());
-            fold(self.open.entry(at.clone()).or_default());
-            self.dirty.insert(at);
+            // Clones the key only where it is new: to the window, or to
+            // the window's changes since the last `take_updates`.
+            let at = (w.end_ms, w.start_ms);
+            let keys = self.open.entry(at).or_default();
+            match keys.get_mut(key) {
+                Some(value) => fold(value),
+                None => fold(keys.entry(key.clone()).or_default()),
+            }
+            let changed = self.dirty.entry(at).or_default();
+            if !changed.contains(key) {
+                changed.insert(key.clone());
+            }
             added = true;
         }
         if !added {
@@ -187,13 +197,13 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
         let mut out = Vec::new();
         let (lateness, watermark) = (self.allowed_lateness_ms, self.watermark_ms);
         while let Some(entry) = self.open.first_entry() {
-            let &(end, _, _) = entry.key();
+            let &(end, start) = entry.key();
             if end.saturating_add(lateness) > watermark {
                 break;
             }
-            let (at, value) = entry.remove_entry();
-            self.dirty.remove(&at);
-            out.push(Closed::at(at, value));
+            let keys = entry.remove();
+            self.dirty.remove(&(end, start));
+            out.extend(closed_in((end, start), keys));
         }
         out
     }
@@ -204,36 +214,42 @@ impl<K: Ord + Clone, A: Default> Windowed<K, A> {
     where
         A: Clone,
     {
-        let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .filter_map(|at| {
-                let value = self.open.get(&at)?.clone();
-                Some(Closed::at(at, value))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for ((end, start), keys) in std::mem::take(&mut self.dirty) {
+            let Some(values) = self.open.get(&(end, start)) else {
+                continue;
+            };
+            let window = Window {
+                start_ms: start,
+                end_ms: end,
+            };
+            out.extend(keys.into_iter().filter_map(|key| {
+                let value = values.get(&key)?.clone();
+                Some(Closed { key, window, value })
+            }));
+        }
+        out
     }
 
     /// Closes every open window (the end of a bounded input).
     pub fn flush(&mut self) -> Vec<Closed<K, A>> {
         self.dirty.clear();
-        std::mem::take(&mut self.open)
-            .into_iter()
-            .map(|(at, value)| Closed::at(at, value))
-            .collect()
+        let mut out = Vec::new();
+        for (at, keys) in std::mem::take(&mut self.open) {
+            out.extend(closed_in(at, keys));
+        }
+        out
     }
 }
 
-impl<K, A> Closed<K, A> {
-    /// The result of the window at `(end, start, key)` (how open windows
-    /// are ordered).
-    fn at((end_ms, start_ms, key): (i64, i64, K), value: A) -> Closed<K, A> {
-        Closed {
-            key,
-            window: Window { start_ms, end_ms },
-            value,
-        }
-    }
+/// The results of the window at `(end, start)`, by key.
+fn closed_in<K, A>(
+    (end_ms, start_ms): (i64, i64),
+    keys: BTreeMap<K, A>,
+) -> impl Iterator<Item = Closed<K, A>> {
+    let window = Window { start_ms, end_ms };
+    keys.into_iter()
+        .map(move |(key, value)| Closed { key, window, value })
 }
 
 #[cfg(test)]
@@ -243,6 +259,35 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn updates_are_the_open_windows_changed_since_last_asked() {
+        let mut w: Windowed<&str, u32> = Windowed::new(WindowSpec::tumbling(10).unwrap(), 0);
+        let add = |w: &mut Windowed<&str, u32>, k, t| w.add(&k, t, |c| *c += 1);
+        add(&mut w, "a", 1);
+        add(&mut w, "a", 2);
+        add(&mut w, "b", 12);
+        let got: Vec<_> = w
+            .take_updates()
+            .into_iter()
+            .map(|c| (c.key, c.window.start_ms, c.value))
+            .collect();
+        assert_eq!(got, [("a", 0, 2), ("b", 10, 1)]);
+        assert!(w.take_updates().is_empty(), "nothing changed since");
+        add(&mut w, "b", 15);
+        add(&mut w, "a", 3);
+        // The window of "a" closes: it is a final result, not an update.
+        let closed = w.advance(10);
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].key, closed[0].value), ("a", 3));
+        let got: Vec<_> = w
+            .take_updates()
+            .into_iter()
+            .map(|c| (c.key, c.value))
+            .collect();
+        assert_eq!(got, [("b", 2)]);
+        assert_eq!(w.open_windows(), 1);
+    }
 
     #[test]
     fn windows_of_an_event() {
