@@ -12,8 +12,8 @@ use std::sync::Arc;
 use eddy_broker::{Broker, BrokerConfig, ManualClock};
 use eddy_bus::{Bus, Event, Partition, ReadFrom, Retention, TopicConfig};
 use eddy_runtime::processing::{
-    Emit, Processor, ProcessorBuilder, ProcessorError, Record, ResultRow, Sink, WindowSpec,
-    embedded_results,
+    Aggregate, Emit, Processor, ProcessorBuilder, ProcessorError, ProcessorMetrics, Record,
+    ResultRow, Sink, WindowSpec, embedded_results,
 };
 use serde_json::json;
 
@@ -112,6 +112,25 @@ fn counting(name: &str) -> ProcessorBuilder<u64> {
         .aggregate(|count: &mut u64, _: &Record| *count += 1)
 }
 
+/// Starts the processor, waits until it has caught up and stops it;
+/// returns its results (embedded sink) and its metrics.
+async fn run_to_end<A: Aggregate>(
+    p: ProcessorBuilder<A>,
+    bus: Broker,
+    state: impl AsRef<Path>,
+    sink: Sink,
+) -> (Vec<ResultRow>, Arc<ProcessorMetrics>) {
+    let mut p = p
+        .build()
+        .unwrap()
+        .start(bus, state.as_ref(), sink)
+        .await
+        .unwrap();
+    p.caught_up().await.unwrap();
+    let metrics = p.metrics();
+    (p.stop().await.unwrap(), metrics)
+}
+
 fn as_counts(rows: &[ResultRow]) -> BTreeMap<(String, i64), u64> {
     rows.iter()
         .map(|r| {
@@ -172,16 +191,13 @@ async fn windowed_counts_with_out_of_order_and_late_events_match_a_brute_force_c
         );
         publish(&bus, &input, 0).await;
 
-        let mut p = counting("clicks-per-page")
-            .batch_max(batch)
-            .build()
-            .unwrap()
-            .start(bus.clone(), dir.path().join("state"), Sink::Embedded)
-            .await
-            .unwrap();
-        p.caught_up().await.unwrap();
-        let metrics = p.metrics();
-        let rows = p.stop().await.unwrap();
+        let (rows, metrics) = run_to_end(
+            counting("clicks-per-page").batch_max(batch),
+            bus.clone(),
+            dir.path().join("state"),
+            Sink::Embedded,
+        )
+        .await;
         assert_eq!(as_counts(&rows), expected, "seed {seed}");
         assert_eq!(metrics.late(), late, "seed {seed}");
         assert_eq!(metrics.events(), 600);
@@ -214,14 +230,7 @@ async fn a_restarted_processor_resumes_from_its_checkpoint_without_counting_twic
     let state = dir.path().join("state");
     for (i, part) in input.chunks(300).enumerate() {
         publish(&bus, part, i * 300).await;
-        let mut p = counting("resume")
-            .build()
-            .unwrap()
-            .start(bus.clone(), &state, Sink::Embedded)
-            .await
-            .unwrap();
-        p.caught_up().await.unwrap();
-        p.stop().await.unwrap();
+        run_to_end(counting("resume"), bus.clone(), &state, Sink::Embedded).await;
     }
     let rows = embedded_results(&state).unwrap();
     assert_eq!(as_counts(&rows), expected);
@@ -455,14 +464,7 @@ async fn other_windows_do_not_resume_a_checkpoint_but_replay_it() {
     let input = clicks(4, 100);
     publish(&bus, &input, 0).await;
     let state = dir.path().join("state");
-    let mut p = counting("shape")
-        .build()
-        .unwrap()
-        .start(bus.clone(), &state, Sink::Embedded)
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    p.stop().await.unwrap();
+    run_to_end(counting("shape"), bus.clone(), &state, Sink::Embedded).await;
     let wider = || {
         Processor::builder("shape")
             .input("clicks")
@@ -477,15 +479,13 @@ async fn other_windows_do_not_resume_a_checkpoint_but_replay_it() {
         .start(bus.clone(), &state, Sink::Embedded)
         .await;
     assert!(matches!(e, Err(ProcessorError::Config { .. })), "{e:?}");
-    let mut p = wider()
-        .replay_from(input.iter().map(|c| c.t).min().unwrap())
-        .build()
-        .unwrap()
-        .start(bus.clone(), &state, Sink::Embedded)
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    let rows = p.stop().await.unwrap();
+    let (rows, _) = run_to_end(
+        wider().replay_from(input.iter().map(|c| c.t).min().unwrap()),
+        bus.clone(),
+        &state,
+        Sink::Embedded,
+    )
+    .await;
     assert!(
         rows.iter()
             .all(|r| r.window_end_ms - r.window_start_ms == 20_000)
@@ -530,21 +530,19 @@ async fn a_read_cut_short_by_the_byte_cap_does_not_end_a_partition() {
         .unwrap();
     assert!(first.events.len() < 40, "the read was not cut short");
 
-    let mut p = Processor::builder("cap")
-        .input("big")
-        .input("small")
-        .window(WindowSpec::tumbling(1_000).unwrap(), 0)
-        .batch_max(100)
-        .idle_poll_ms(2)
-        .aggregate(|c: &mut u64, _: &Record| *c += 1)
-        .build()
-        .unwrap()
-        .start(bus.clone(), dir.path().join("state"), Sink::Embedded)
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    let metrics = p.metrics();
-    let rows = p.stop().await.unwrap();
+    let (rows, metrics) = run_to_end(
+        Processor::builder("cap")
+            .input("big")
+            .input("small")
+            .window(WindowSpec::tumbling(1_000).unwrap(), 0)
+            .batch_max(100)
+            .idle_poll_ms(2)
+            .aggregate(|c: &mut u64, _: &Record| *c += 1),
+        bus.clone(),
+        dir.path().join("state"),
+        Sink::Embedded,
+    )
+    .await;
     assert_eq!(metrics.events(), 41);
     assert_eq!(metrics.late(), 0);
     assert_eq!(
@@ -589,14 +587,7 @@ async fn events_deleted_by_retention_before_they_were_read_are_skipped_and_count
             .aggregate(|c: &mut u64, _: &Record| *c += 1)
     };
     let state = dir.path().join("state");
-    let mut p = count()
-        .build()
-        .unwrap()
-        .start(bus.clone(), &state, Sink::Embedded)
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    p.stop().await.unwrap();
+    run_to_end(count(), bus.clone(), &state, Sink::Embedded).await;
     let rest: Vec<Click> = input[50..]
         .iter()
         .map(|c| Click {
@@ -614,15 +605,7 @@ async fn events_deleted_by_retention_before_they_were_read_are_skipped_and_count
         "retention deleted unread events (first held: {first})"
     );
 
-    let mut p = count()
-        .build()
-        .unwrap()
-        .start(bus.clone(), &state, Sink::Embedded)
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    let metrics = p.metrics();
-    let rows = p.stop().await.unwrap();
+    let (rows, metrics) = run_to_end(count(), bus.clone(), &state, Sink::Embedded).await;
     assert_eq!(metrics.skipped(), first - 50);
     assert_eq!(metrics.events(), 50 + (500 - first));
     assert_eq!(
@@ -640,23 +623,18 @@ async fn long_keys_get_bounded_result_ids() {
         .await
         .unwrap();
     publish(&bus, &clicks(6, 50), 0).await;
-    let mut p = Processor::builder("long-keys")
-        .input("clicks")
-        .rekey(|r| format!("{}-{}", "k".repeat(300), r.value()["page"]))
-        .window(WindowSpec::tumbling(1_000).unwrap(), 0)
-        .idle_poll_ms(2)
-        .aggregate(|c: &mut u64, _: &Record| *c += 1)
-        .build()
-        .unwrap()
-        .start(
-            bus.clone(),
-            dir.path().join("state"),
-            Sink::Topic("counts".into()),
-        )
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    p.stop().await.unwrap();
+    run_to_end(
+        Processor::builder("long-keys")
+            .input("clicks")
+            .rekey(|r| format!("{}-{}", "k".repeat(300), r.value()["page"]))
+            .window(WindowSpec::tumbling(1_000).unwrap(), 0)
+            .idle_poll_ms(2)
+            .aggregate(|c: &mut u64, _: &Record| *c += 1),
+        bus.clone(),
+        dir.path().join("state"),
+        Sink::Topic("counts".into()),
+    )
+    .await;
     let out = bus
         .read("counts", Partition(0), ReadFrom::Beginning, 1_000)
         .await
@@ -762,27 +740,23 @@ async fn the_postgres_sink_holds_the_same_results_and_a_replay_replaces_them() {
         .unwrap();
     tokio::spawn(conn);
 
-    let mut p = counting(&name)
-        .emit(Emit::OnUpdate)
-        .build()
-        .unwrap()
-        .start(bus.clone(), &state, sink.clone())
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    p.stop().await.unwrap();
+    run_to_end(
+        counting(&name).emit(Emit::OnUpdate),
+        bus.clone(),
+        &state,
+        sink.clone(),
+    )
+    .await;
     assert_eq!(pg_counts(&pg, &table).await, expected);
 
     let mid = input[350].t;
-    let mut p = counting(&name)
-        .replay_from(mid)
-        .build()
-        .unwrap()
-        .start(bus.clone(), &state, sink.clone())
-        .await
-        .unwrap();
-    p.caught_up().await.unwrap();
-    p.stop().await.unwrap();
+    run_to_end(
+        counting(&name).replay_from(mid),
+        bus.clone(),
+        &state,
+        sink.clone(),
+    )
+    .await;
     // Late events may be judged differently around the replay's start;
     // windows well after it are recomputed the same.
     let floor = mid.div_euclid(SIZE) * SIZE;
